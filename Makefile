@@ -1,0 +1,30 @@
+# Two entry points, each creating its own virtualenv on a fresh machine:
+#   make demo   -- fit sparse maps on the built-in Kang 2018 data, print a table, write a PNG
+#   make test   -- run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint venv clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[test,plot,anndata]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(BIN)/python -m skmonge demo --output skmonge_demo.png
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: venv
+	$(BIN)/ruff check skmonge tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

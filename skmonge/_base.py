@@ -1,0 +1,174 @@
+"""Shared machinery of the map estimators: labels, validation, scoring.
+
+Every estimator takes the two populations pooled in one matrix ``X`` with a
+label vector ``y`` (the layout of ``adata.X`` / ``adata.obs["condition"]``),
+so that ``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` can split and
+pass the data unchanged. This module is the one place that turns ``(X, y)``
+into a source and a target sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["BaseMonge"]
+
+
+def resolve_labels(y, source, target):
+    """Return the (source, target) labels to use for the label vector ``y``.
+
+    ``source=None`` and ``target=None`` are accepted only when the labels are
+    exactly ``{0, 1}`` or ``{False, True}`` (0/False is the source). Labels
+    that are not in ``y`` raise a ``ValueError`` naming them.
+    """
+    present = np.unique(y)
+    present_set = set(present.tolist())
+    if source is None and target is None:
+        if present_set in ({0, 1},) and all(
+            isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating))
+            for v in present
+        ):
+            return present[0], present[1]
+        raise ValueError(
+            "source and target are None, which is only allowed when y holds "
+            f"exactly the labels {{0, 1}} or {{False, True}}; got labels "
+            f"{sorted(map(str, present_set))}. Pass source=<label> and "
+            "target=<label> to say which rows are which."
+        )
+    if source is None or target is None:
+        raise ValueError(
+            "Give both source and target labels (or neither, with 0/1 labels); "
+            f"got source={source!r}, target={target!r}."
+        )
+    if source == target:
+        raise ValueError(f"source and target must differ, both are {source!r}.")
+    for name, label in (("source", source), ("target", target)):
+        if label not in present_set:
+            raise ValueError(
+                f"The {name} label {label!r} does not occur in y (labels "
+                f"present: {sorted(map(str, present_set))})."
+            )
+    return source, target
+
+
+class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Base class of the skmonge map estimators.
+
+    Subclasses implement ``fit``, ``_transform_array`` (the forward map on a
+    validated array) and ``inverse_transform``; this class handles the labels,
+    input validation, ``score`` and the feature-name plumbing
+    (``get_feature_names_out`` returns the input names: a map keeps the
+    feature space).
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.one_d_labels = True
+        return tags
+
+    # ----------------------------------------------------------- validation
+    def _validate_fit_input(self, X, y):
+        """Validate ``(X, y)`` and split ``X`` into source and target rows.
+
+        Returns
+        -------
+        X_source, X_target : ndarray
+            Copies-on-need of the rows labelled ``source`` / ``target``; the
+            caller's arrays are never written to.
+        """
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y "
+                "is None: y gives the population (source or target) of each row."
+            )
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=True,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2,
+            y_numeric=False,
+            multi_output=False,
+        )
+        source, target = resolve_labels(y, self.source, self.target)
+        self.source_label_, self.target_label_ = source, target
+        X_source, X_target = X[y == source], X[y == target]
+        for name, part in (("source", X_source), ("target", X_target)):
+            if part.shape[0] < 2:
+                raise ValueError(
+                    f"The {name} population has {part.shape[0]} row(s); at "
+                    "least 2 are needed to estimate a map."
+                )
+        return X_source, X_target
+
+    def _validate_transform_input(self, X):
+        check_is_fitted(self)
+        return validate_data(
+            self, X, reset=False, dtype=[np.float64, np.float32]
+        )
+
+    def _split_fitted_labels(self, X, y):
+        """Split ``(X, y)`` with the labels resolved at fit time (for scoring)."""
+        check_is_fitted(self)
+        if y is None:
+            raise ValueError("Scoring needs y, the population label of each row.")
+        y = np.asarray(y)
+        if y.shape[0] != np.shape(X)[0]:
+            raise ValueError(
+                f"X has {np.shape(X)[0]} rows but y has {y.shape[0]} labels."
+            )
+        X = self._validate_transform_input(X)
+        X_source = X[y == self.source_label_]
+        X_target = X[y == self.target_label_]
+        for name, part in (("source", X_source), ("target", X_target)):
+            if part.shape[0] < 2:
+                raise ValueError(
+                    f"Scoring needs at least 2 {name} rows, got {part.shape[0]}."
+                )
+        return X_source, X_target
+
+    def transform(self, X):
+        """Map every row of ``X`` as a source point, ``x -> T(x)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_mapped : ndarray of shape (n_samples, n_features)
+            Same floating dtype as ``X`` (float32 stays float32).
+        """
+        return self._transform_array(self._validate_transform_input(X))
+
+    # -------------------------------------------------------------- scoring
+    def score(self, X, y, sample_weight=None):
+        r"""Negative Sinkhorn divergence between mapped source rows and target rows.
+
+        .. math:: \operatorname{score} = -S_ε\big(T_\sharp \hat μ, \hat ν\big)
+
+        with the ½ℓ2² ground cost and ε = 10 % of the mean ½ℓ2² cost among the
+        target rows (the evaluation protocol of Cuturi, Klein & Ablin 2023).
+        Higher is better, 0 is a perfect fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Pooled held-out rows.
+        y : array-like of shape (n_samples,)
+            Labels; rows labelled with the fitted ``source`` label are mapped,
+            rows with the ``target`` label are the reference, others ignored.
+        sample_weight : None
+            Not supported; present for API compatibility.
+        """
+        from .sinkhorn import sinkhorn_divergence
+
+        if sample_weight is not None:
+            raise ValueError("score does not support sample_weight.")
+        X_source, X_target = self._split_fitted_labels(X, y)
+        mapped = np.asarray(self._transform_array(X_source), dtype=np.float64)
+        return -float(sinkhorn_divergence(mapped, X_target.astype(np.float64)))
