@@ -1,0 +1,424 @@
+"""Tests of skmonge._pairwise: separable regularisers and pairwise kernels.
+
+Every kernel is checked against a naive numpy float64 evaluation of the
+defining formula; the polynomial logarithm against np.log.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from skmonge import _pairwise as pw
+from skmonge._pairwise import (
+    KIND_L1,
+    KIND_STVS,
+    separable_grad_tau,
+    separable_grad_tau_aggregate,
+    separable_tau_pairwise,
+    separable_tau_rows,
+    sqeuclidean_half,
+)
+
+DTYPES = [np.float32, np.float64]
+KINDS = [KIND_L1, KIND_STVS]
+# relative tolerances of float32 / float64 results against float64 references
+RTOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+# ---------------------------------------------------------------------------
+# naive float64 references
+# ---------------------------------------------------------------------------
+
+
+LD = np.longdouble  # 80-bit on x86: references ~1000x more precise than float64
+
+
+def ref_tau(Z, kind, gamma):
+    """Element-wise tau_1 (float64 result of an extended-precision evaluation).
+
+    STVS as gamma^2 (asinh(u) + u / (u + sqrt(u^2 + 1))), the cancellation-free
+    form of gamma^2 (asinh(u) + u sqrt(u^2 + 1) - u^2) (checked below).
+    """
+    Z = np.asarray(Z, dtype=np.float64).astype(LD)
+    g = LD(gamma)
+    if kind == KIND_L1:
+        return (g * np.abs(Z)).astype(np.float64)
+    u = np.abs(Z) / (2 * g)
+    q = np.sqrt(u * u + 1)
+    return (g * g * (np.arcsinh(u) + u / (u + q))).astype(np.float64)
+
+
+def ref_tau_def(Z, gamma):
+    """STVS exactly as defined, gamma^2 (asinh(u) + u sqrt(u^2+1) - u^2)."""
+    u = np.abs(np.asarray(Z, dtype=np.float64)).astype(LD) / (2 * LD(gamma))
+    return LD(gamma) ** 2 * (np.arcsinh(u) + u * np.sqrt(u * u + 1) - u * u)
+
+
+def ref_tau_s(Z, gamma):
+    """STVS in the s-form gamma^2 (s + 1/2 - 1/2 e^{-2s})."""
+    s = np.arcsinh(np.abs(np.asarray(Z, dtype=np.float64)).astype(LD) / (2 * LD(gamma)))
+    return LD(gamma) ** 2 * (s + LD(0.5) - LD(0.5) * np.exp(-2 * s))
+
+
+def ref_grad(Z, kind, gamma):
+    """Element-wise tau_1' (0 at 0); STVS in the form given in the brief."""
+    Z = np.asarray(Z, dtype=np.float64)
+    if kind == KIND_L1:
+        return gamma * np.sign(Z)
+    s = np.arcsinh(np.abs(Z) / (2 * gamma))
+    return np.sign(Z) * gamma**2 * (1 + np.exp(-2 * s)) / np.sqrt(Z * Z + 4 * gamma**2)
+
+
+def ref_pairwise(X, Y, kind, gamma):
+    D = np.asarray(X, np.float64)[:, None, :] - np.asarray(Y, np.float64)[None, :, :]
+    return ref_tau(D, kind, gamma).sum(-1)
+
+
+def ref_aggregate(X, Y, P, kind, gamma):
+    X, Y, P = (np.asarray(A, np.float64) for A in (X, Y, P))
+    out = np.zeros_like(X)
+    for i in range(X.shape[0]):
+        for j in range(Y.shape[0]):
+            out[i] += P[i, j] * ref_grad(X[i] - Y[j], kind, gamma)
+    return out
+
+
+def assert_pairwise_close(C, R, d, dtype, kind, gamma, rtol_factor=1.0):
+    """|C - R| <= rtol |R|, plus d eps gamma^2 for STVS (the blocked kernel
+    takes log w of a rounded w: an absolute error <= ~eps gamma^2 per
+    feature, relative eps / (4 u) for u = |z| / (2 gamma) << 1)."""
+    err = np.abs(C.astype(np.float64) - R)
+    tol = rtol_factor * RTOL[dtype] * np.abs(R)
+    if kind == KIND_STVS:
+        tol = tol + d * np.finfo(dtype).eps * gamma**2
+    assert (err <= tol).all(), f"max excess {np.max(err - tol):.3g}"
+
+
+def _data(rng, n, m, d, dtype, scale=1.0):
+    X = (scale * rng.standard_normal((n, d))).astype(dtype)
+    Y = (scale * rng.standard_normal((m, d))).astype(dtype)
+    return X, Y
+
+
+# ---------------------------------------------------------------------------
+# scalar regularisers
+# ---------------------------------------------------------------------------
+
+
+def test_stvs_identity_and_closed_forms():
+    # gamma^2 (asinh(u) + u sqrt(u^2+1) - u^2) == gamma^2 (s + 1/2 - 1/2 e^{-2s})
+    # (all in extended precision; the forms cancel differently, hence rtol)
+    z = np.concatenate([-np.logspace(-4, 2, 50), [0.0], np.logspace(-4, 2, 50)])
+    for gamma in (0.05, 1.0, 7.0):
+        t_def, t_s = ref_tau_def(z, gamma), ref_tau_s(z, gamma)
+        np.testing.assert_allclose(t_def, t_s, rtol=1e-11, atol=0)
+        np.testing.assert_allclose(ref_tau(z, KIND_STVS, gamma), t_s, rtol=1e-11)
+        got = np.array([pw.tau_stvs(v, gamma) for v in z])
+        np.testing.assert_allclose(got, ref_tau(z, KIND_STVS, gamma), rtol=1e-15)
+        # gamma e^{-s} form of the derivative equals the brief's expression
+        g = np.array([pw.grad_tau_stvs(v, gamma) for v in z])
+        np.testing.assert_allclose(g, ref_grad(z, KIND_STVS, gamma), rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_scalar_tau_even_nonneg_zero_only_at_zero(dtype, kind):
+    gamma = dtype(0.3)
+    z = np.concatenate([np.logspace(-20, 20, 81), np.linspace(0.01, 5, 50)])
+    z = z.astype(dtype)
+    for v in z:
+        t_pos = pw.tau_sep(v, kind, gamma)
+        assert t_pos > 0
+        assert pw.tau_sep(-v, kind, gamma) == t_pos
+        assert pw.grad_tau_sep(-v, kind, gamma) == -pw.grad_tau_sep(v, kind, gamma)
+    assert pw.tau_sep(dtype(0), kind, gamma) == 0
+    assert pw.grad_tau_sep(dtype(0), kind, gamma) == 0
+    np.testing.assert_allclose(
+        [pw.tau_sep(v, kind, gamma) for v in z],
+        ref_tau(z, kind, float(gamma)),
+        rtol=RTOL[dtype],
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_scalar_dtype_preserved(dtype, kind):
+    from numba import njit
+
+    @njit
+    def both(z, g):
+        return pw.tau_sep(z, kind, g), pw.grad_tau_sep(z, kind, g)
+
+    # numba boxes float32 as a Python float; check the compiled signature
+    both(dtype(1.5), dtype(0.5))
+    rtype = both.nopython_signatures[0].return_type
+    assert str(rtype) == f"UniTuple({np.dtype(dtype).name} x 2)"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_grad_tau_finite_differences(kind):
+    gamma = 0.7
+    z = np.concatenate([-np.logspace(-2, 3, 40), np.logspace(-2, 3, 40)])
+    h = 1e-6 * np.maximum(1.0, np.abs(z))
+    fd = (ref_tau(z + h, kind, gamma) - ref_tau(z - h, kind, gamma)) / (2 * h)
+    g = np.array([pw.grad_tau_sep(v, kind, gamma) for v in z])
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scalar_huge_arguments_finite(kind):
+    # beyond the overflow guard: w = 2u, tau ~ gamma^2 (log(2u) + 1/2)
+    for dtype, z in ((np.float32, 1e30), (np.float64, 1e250)):
+        t = pw.tau_sep(dtype(z), kind, dtype(2.0))
+        g = pw.grad_tau_sep(dtype(z), kind, dtype(2.0))
+        assert np.isfinite(t) and t > 0 and np.isfinite(g) and g > 0
+        np.testing.assert_allclose(t, ref_tau(np.float64(z), kind, 2.0), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# polynomial logarithm
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_poly_against_numpy(dtype):
+    fi = np.finfo(dtype)
+    rng = np.random.default_rng(0)
+    e = rng.uniform(np.log2(fi.smallest_subnormal), np.log2(fi.max), 20000)
+    a = np.concatenate(
+        [
+            np.exp2(e),
+            rng.uniform(0.5, 2.0, 20000),
+            1 + rng.uniform(-1e-3, 1e-3, 2000),
+            [fi.smallest_subnormal, fi.tiny, fi.tiny / 3, fi.max, 1.0, 2.0, 0.5],
+        ]
+    ).astype(dtype)
+    a = a[(a > 0) & np.isfinite(a)]
+    out = np.empty_like(a)
+    pw._log_poly_array(a, out)
+    ref = np.log(a.astype(np.float64))
+    # absolute error relative to max(|log|, 1) ~ ulp of log near 1 as well
+    err = np.abs(out - ref) / np.maximum(np.abs(ref), 1.0)
+    assert err.max() < 3 * fi.eps
+    nz = np.abs(ref) > 1e-3
+    assert (np.abs(out - ref)[nz] / np.abs(ref[nz])).max() < 3 * fi.eps
+    # special values
+    sp = np.array([0.0, -1.0, np.inf, np.nan], dtype=dtype)
+    o = np.empty_like(sp)
+    pw._log_poly_array(sp, o)
+    assert o[0] == -np.inf and np.isnan(o[1]) and o[2] == np.inf and np.isnan(o[3])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log1p_poly_small_and_large(dtype):
+    fi = np.finfo(dtype)
+    x = np.concatenate([[0.0], np.logspace(-30, 30, 3001)]).astype(dtype)
+    x = x[np.isfinite(x)]
+    out = np.empty_like(x)
+    pw._log1p_poly_array(x, out)
+    ref = np.log1p(x.astype(np.float64))
+    err = np.abs(out - ref) / np.maximum(ref, np.finfo(np.float64).tiny)
+    assert out[0] == 0
+    assert err[1:].max() < 3 * fi.eps
+
+
+# ---------------------------------------------------------------------------
+# array kernels against naive numpy
+# ---------------------------------------------------------------------------
+
+SHAPES = [(1, 1, 1), (1, 7, 5), (6, 1, 33), (5, 9, 40), (37, 11, 13), (33, 3, 2049)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_tau_pairwise_matches_naive(dtype, kind, shape):
+    n, m, d = shape
+    rng = np.random.default_rng(n * 1000 + m * 10 + d)
+    X, Y = _data(rng, n, m, d, dtype, scale=2.0)
+    gamma = 0.6
+    C = separable_tau_pairwise(X, Y, kind, gamma)
+    assert C.dtype == dtype and C.shape == (n, m)
+    assert_pairwise_close(C, ref_pairwise(X, Y, kind, gamma), d, dtype, kind, gamma)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_tau_pairwise_wide_range_and_chunks(dtype, kind):
+    # odd chunk remainders (481 = 2 x 240 + 1), zeros, tiny and large values
+    rng = np.random.default_rng(3)
+    n, m, d = 5, 4, 1443
+    scale = np.exp(rng.uniform(-12, 6, size=d))
+    X = (rng.standard_normal((n, d)) * scale).astype(dtype)
+    Y = (rng.standard_normal((m, d)) * scale).astype(dtype)
+    Y[0] = X[0]  # a zero row of differences
+    Y[1, ::3] = X[1, ::3]
+    for gamma in (1e-3, 0.5, 50.0):
+        C = separable_tau_pairwise(X, Y, kind, gamma)
+        R = ref_pairwise(X, Y, kind, gamma)
+        assert_pairwise_close(C, R, d, dtype, kind, gamma, rtol_factor=4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_tau_pairwise_constant_shift_no_overflow(dtype, kind):
+    # all differences equal: the mantissa product would be m^d if the chunking
+    # did not bound it (worst case for overflow)
+    d = 5000
+    X = np.zeros((2, d), dtype=dtype)
+    for shift in (1.4142 * 2.0, 0.7072 * 2.0, 3.0, 1e-3, 1e4):
+        Y = np.full((3, d), shift, dtype=dtype)
+        C = separable_tau_pairwise(X, Y, kind, 1.0)
+        R = ref_pairwise(X, Y, kind, 1.0)
+        assert np.isfinite(C).all()
+        assert_pairwise_close(C, R, d, dtype, kind, 1.0, rtol_factor=10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_tau_rows_and_grad_match_naive(dtype, kind):
+    rng = np.random.default_rng(5)
+    for n, d in ((1, 1), (7, 33), (4, 2500)):
+        Z = (2 * rng.standard_normal((n, d))).astype(dtype)
+        Z[0, 0] = 0
+        t = separable_tau_rows(Z, kind, 0.8)
+        assert t.dtype == dtype and t.shape == (n,)
+        np.testing.assert_allclose(t, ref_tau(Z, kind, 0.8).sum(1), rtol=RTOL[dtype])
+        g = separable_grad_tau(Z, kind, 0.8)
+        assert g.dtype == dtype and g.shape == (n, d)
+        assert g[0, 0] == 0
+        np.testing.assert_allclose(g, ref_grad(Z, kind, 0.8), rtol=RTOL[dtype], atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sqeuclidean_half_matches_naive(dtype):
+    rng = np.random.default_rng(7)
+    for n, m, d in ((1, 1, 1), (5, 9, 13), (20, 1, 40)):
+        X, Y = _data(rng, n, m, d, dtype)
+        C = sqeuclidean_half(X, Y)
+        D = X.astype(np.float64)[:, None] - Y.astype(np.float64)[None]
+        R = 0.5 * (D * D).sum(-1)
+        assert C.dtype == dtype and C.shape == (n, m)
+        np.testing.assert_allclose(C, R, rtol=RTOL[dtype] * 10, atol=RTOL[dtype] * d)
+    # identical points: clipped at exactly >= 0
+    X = rng.standard_normal((4, 30)).astype(dtype) * 100
+    assert (sqeuclidean_half(X, X) >= 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 9, 300), (17, 6, 37), (5, 1, 20)])
+def test_aggregate_prune0_equals_naive(dtype, kind, shape):
+    n, m, d = shape
+    rng = np.random.default_rng(11 + n + m + d)
+    X, Y = _data(rng, n, m, d, dtype)
+    L = rng.standard_normal((n, m)) * 3
+    P = np.exp(L - L.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    P = P.astype(dtype)
+    G = separable_grad_tau_aggregate(X, Y, P, kind, 0.9, prune=0.0)
+    assert G.dtype == dtype and G.shape == (n, d)
+    R = ref_aggregate(X, Y, P, kind, 0.9)
+    np.testing.assert_allclose(G, R, rtol=RTOL[dtype] * 10, atol=RTOL[dtype] * 0.9)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_aggregate_pruning_bound(kind):
+    rng = np.random.default_rng(12)
+    n, m, d, gamma, prune = 6, 50, 30, 1.3, 1e-3
+    X, Y = _data(rng, n, m, d, np.float64)
+    P = rng.random((n, m)) ** 8  # many small entries
+    P[:, 0] = 0  # exact zeros
+    P /= P.sum(1, keepdims=True)
+    G0 = separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=0.0)
+    G = separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=prune)
+    kept = P > prune * P.max(1, keepdims=True)
+    assert (~kept).sum() > n  # pruning active
+    R = ref_aggregate(X, Y, np.where(kept, P, 0), kind, gamma)
+    np.testing.assert_allclose(G, R, rtol=1e-12, atol=1e-14)
+    bound = m * prune * P.max(1) * gamma
+    assert (np.abs(G - G0).max(1) <= bound + 1e-15).all()
+
+
+# ---------------------------------------------------------------------------
+# API behaviour and properties
+# ---------------------------------------------------------------------------
+
+
+def test_inputs_not_modified_and_validation():
+    rng = np.random.default_rng(13)
+    X = np.asfortranarray(rng.standard_normal((6, 9)))  # non-contiguous input
+    Y = rng.standard_normal((4, 9)).astype(np.float32)
+    P = np.full((6, 4), 0.25)
+    copies = [A.copy() for A in (X, Y, P)]
+    separable_tau_pairwise(X, Y, KIND_STVS, 1.0)
+    separable_grad_tau_aggregate(X, Y, P, KIND_L1, 1.0)
+    separable_tau_rows(X, KIND_STVS, 1.0)
+    separable_grad_tau(X, KIND_L1, 1.0)
+    sqeuclidean_half(X, Y)
+    for A, B in zip((X, Y, P), copies, strict=True):
+        np.testing.assert_array_equal(A, B)
+    # mixed dtypes: common type
+    assert separable_tau_pairwise(X, Y, KIND_L1, 1.0).dtype == np.float64
+    # integer input becomes float64
+    assert separable_tau_rows(np.ones((2, 3), int), KIND_L1, 1.0).dtype == np.float64
+    with pytest.raises(ValueError, match="2-d"):
+        separable_tau_pairwise(X[0], Y, KIND_L1, 1.0)
+    with pytest.raises(ValueError, match="features"):
+        separable_tau_pairwise(X, Y[:, :3], KIND_L1, 1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        separable_tau_rows(X, KIND_L1, 0.0)
+    with pytest.raises(ValueError, match="kind"):
+        separable_grad_tau(X, 7, 1.0)
+    with pytest.raises(ValueError, match="P must have shape"):
+        separable_grad_tau_aggregate(X, Y, P.T, KIND_L1, 1.0)
+    with pytest.raises(ValueError, match="prune"):
+        separable_grad_tau_aggregate(X, Y, P, KIND_L1, 1.0, prune=-1)
+
+
+def test_empty_inputs():
+    X = np.zeros((0, 5))
+    Y = np.ones((3, 5), np.float32)
+    assert separable_tau_pairwise(X, Y.astype(np.float64), KIND_L1, 1.0).shape == (0, 3)
+    assert separable_tau_pairwise(Y, Y[:0], KIND_STVS, 1.0).shape == (3, 0)
+    assert separable_tau_rows(X, KIND_STVS, 1.0).shape == (0,)
+
+
+_finite = st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False, width=32)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    X=hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, max_side=9),
+                 elements=_finite),
+    m=st.integers(1, 6),
+    kind=st.sampled_from(KINDS),
+    gamma=st.floats(0.01, 10.0),
+    seed=st.integers(0, 2**16),
+)
+def test_property_symmetry_translation(X, m, kind, gamma, seed):
+    rng = np.random.default_rng(seed)
+    Y = np.round(rng.standard_normal((m, X.shape[1])) * 10, 2)
+    C = separable_tau_pairwise(X, Y, kind, gamma)
+    R = ref_pairwise(X, Y, kind, gamma)
+    np.testing.assert_allclose(C, R, rtol=1e-12, atol=1e-300)
+    # tau is even: C(X, Y) == C(Y, X)^T
+    np.testing.assert_allclose(
+        C, separable_tau_pairwise(Y, X, kind, gamma).T, rtol=1e-13
+    )
+    # translation invariance (exact shift by a power of two keeps differences)
+    c = np.exp2(rng.integers(-3, 4, size=X.shape[1])).astype(np.float64)
+    Xs, Ys = X + c, Y + c
+    Rs = ref_pairwise(Xs, Ys, kind, gamma)
+    np.testing.assert_allclose(separable_tau_pairwise(Xs, Ys, kind, gamma), Rs,
+                               rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(Rs, R, rtol=1e-9, atol=1e-9)
+    # row sums of the diagonal case agree with tau_rows
+    Z = X - Y[0]
+    np.testing.assert_allclose(
+        separable_tau_rows(Z, kind, gamma),
+        separable_tau_pairwise(X, Y[:1], kind, gamma)[:, 0],
+        rtol=1e-12, atol=1e-300,
+    )
