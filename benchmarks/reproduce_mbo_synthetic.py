@@ -43,10 +43,14 @@ def _fit_map(X, y, cost, gamma, k):
 
 
 def figure5(dims, s, n, seed):
-    print(f"\n== Fig. 5: constant pattern, n = {n}, s = {s}; best γ per cost "
-          "(by NMSE) and the support error at the largest γ ==")
-    print(f"{'d':>5} {'cost':<18}{'best γ':>8}{'NMSE':>11}{'supp.err':>10}"
-          f"{'supp.err@γmax':>15}{'time s':>8}")
+    print(
+        f"\n== Fig. 5: constant pattern, n = {n}, s = {s}; best γ per cost "
+        "(by NMSE) and the support error at the largest γ =="
+    )
+    print(
+        f"{'d':>5} {'cost':<18}{'best γ':>8}{'NMSE':>11}{'supp.err':>10}"
+        f"{'supp.err@γmax':>15}{'time s':>8}"
+    )
     for d in dims:
         X, y, true_map = make_sparse_monge(n, d, s, random_state=seed)
         Xs = X[y == 0]
@@ -56,24 +60,36 @@ def figure5(dims, s, n, seed):
             scores = []
             for gamma in gammas:
                 mapped = _fit_map(X, y, cost, gamma, k).transform(Xs)
-                scores.append((nmse(truth, mapped),
-                               support_error(Xs, mapped, np.arange(s)), gamma))
+                scores.append(
+                    (
+                        nmse(truth, mapped),
+                        support_error(Xs, mapped, np.arange(s)),
+                        gamma,
+                    )
+                )
             best = min(scores)
             name = cost if k is None else f"{cost}(k={k})"
             gamma = "-" if cost == "sqeuclidean" else f"{best[2]:g}"
-            print(f"{d:>5} {name:<18}{gamma:>8}{best[0]:>11.2e}{best[1]:>10.3f}"
-                  f"{scores[-1][1]:>15.3f}{time.perf_counter() - start:>8.1f}")
+            print(
+                f"{d:>5} {name:<18}{gamma:>8}{best[0]:>11.2e}{best[1]:>10.3f}"
+                f"{scores[-1][1]:>15.3f}{time.perf_counter() - start:>8.1f}"
+            )
 
 
 def figure6(dims, s, n, n_test, seed):
-    print(f"\n== Fig. 6: x-dependent pattern, n = {n}, s = {s}; γ chosen by train "
-          f"NMSE, test NMSE on {n_test} fresh points ==")
-    print(f"{'d':>5} {'cost':<18}{'γ':>8}{'train NMSE':>12}{'test NMSE':>11}"
-          f"{'test supp.err':>15}")
+    print(
+        f"\n== Fig. 6: x-dependent pattern, n = {n}, s = {s}; γ chosen by train "
+        f"NMSE, test NMSE on {n_test} fresh points =="
+    )
+    print(
+        f"{'d':>5} {'cost':<18}{'γ':>8}{'train NMSE':>12}{'test NMSE':>11}"
+        f"{'test supp.err':>15}"
+    )
     rng = np.random.default_rng(seed + 1)
     for d in dims:
-        X, y, true_map = make_sparse_monge(n, d, s, pattern="x_dependent",
-                                           random_state=seed)
+        X, y, true_map = make_sparse_monge(
+            n, d, s, pattern="x_dependent", random_state=seed
+        )
         Xs = X[y == 0]
         X_test = rng.uniform(size=(n_test, d))
         for cost, k, gammas in _costs(d, (5, 7)):
@@ -85,9 +101,11 @@ def figure6(dims, s, n, n_test, seed):
             mapped = est.transform(X_test)
             name = cost if k is None else f"{cost}(k={k})"
             shown = "-" if cost == "sqeuclidean" else f"{gamma:g}"
-            print(f"{d:>5} {name:<18}{shown:>8}{train_err:>12.2e}"
-                  f"{nmse(true_map(X_test), mapped):>11.2e}"
-                  f"{support_error(X_test, mapped, true_map.support(X_test)):>15.3f}")
+            print(
+                f"{d:>5} {name:<18}{shown:>8}{train_err:>12.2e}"
+                f"{nmse(true_map(X_test), mapped):>11.2e}"
+                f"{support_error(X_test, mapped, true_map.support(X_test)):>15.3f}"
+            )
 
 
 def main():
@@ -99,8 +117,9 @@ def main():
     if 5 in args.fig:
         figure5(args.dims or (5, 10, 50, 200), s=5, n=1000, seed=args.seed)
     if 6 in args.fig:
-        figure6(args.dims or (4, 10, 30, 100, 300), s=2, n=100, n_test=1000,
-                seed=args.seed)
+        figure6(
+            args.dims or (4, 10, 30, 100, 300), s=2, n=100, n_test=1000, seed=args.seed
+        )
 
 
 if __name__ == "__main__":

@@ -107,9 +107,7 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def _validate_transform_input(self, X):
         check_is_fitted(self)
-        return validate_data(
-            self, X, reset=False, dtype=[np.float64, np.float32]
-        )
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
 
     def _split_fitted_labels(self, X, y):
         """Split ``(X, y)`` with the labels resolved at fit time (for scoring)."""

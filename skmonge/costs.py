@@ -34,7 +34,7 @@ __all__ = [
 
 
 def _as_float_2d(Z):
-    """Return ``Z`` as a C-contiguous float32/float64 2-d array (no copy if possible)."""
+    """``Z`` as a C-contiguous float32/float64 2-d array (copy only if needed)."""
     Z = np.asarray(Z)
     if Z.dtype not in (np.float32, np.float64):
         Z = Z.astype(np.float64)
@@ -207,16 +207,21 @@ class _SeparableElastic(TranslationInvariantCost):
         X, Y = _as_float_2d(X), _as_float_2d(Y)
         dtype = _common_dtype(X, Y)
         return _pairwise.separable_tau_pairwise(
-            X.astype(dtype, copy=False), Y.astype(dtype, copy=False),
-            self._kind, self.gamma,
+            X.astype(dtype, copy=False),
+            Y.astype(dtype, copy=False),
+            self._kind,
+            self.gamma,
         )
 
     def grad_tau_aggregate(self, X, Y, P):
         X, Y = _as_float_2d(X), _as_float_2d(Y)
         dtype = _common_dtype(X, Y)
         return _pairwise.separable_grad_tau_aggregate(
-            X.astype(dtype, copy=False), Y.astype(dtype, copy=False),
-            np.ascontiguousarray(P, dtype=dtype), self._kind, self.gamma,
+            X.astype(dtype, copy=False),
+            Y.astype(dtype, copy=False),
+            np.ascontiguousarray(P, dtype=dtype),
+            self._kind,
+            self.gamma,
         )
 
 
@@ -326,8 +331,10 @@ class ElasticKOverlap(TranslationInvariantCost):
         self._check_k(X.shape[1])
         dtype = _common_dtype(X, Y)
         G = _prox.kovlp_grad_aggregate(
-            X.astype(dtype, copy=False), Y.astype(dtype, copy=False),
-            np.ascontiguousarray(P, dtype=dtype), self.k,
+            X.astype(dtype, copy=False),
+            Y.astype(dtype, copy=False),
+            np.ascontiguousarray(P, dtype=dtype),
+            self.k,
         )
         G *= dtype.type(self.gamma)
         return G

@@ -93,8 +93,11 @@ def make_sparse_monge(
         The ground-truth map ``T^*`` (callable on arrays; ``.support(X)`` gives
         the true displacement support).
     """
-    for name, value in (("n_samples", n_samples), ("n_features", n_features),
-                        ("n_active", n_active)):
+    for name, value in (
+        ("n_samples", n_samples),
+        ("n_features", n_features),
+        ("n_active", n_active),
+    ):
         if not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     if pattern not in ("constant", "x_dependent"):
@@ -183,7 +186,10 @@ def load_kang2018(subset="harmony", lognorm=True, as_frame=False, return_X_y=Fal
         return X, y
     descr = (package_data / "README.md").read_text(encoding="utf-8")
     return Bunch(
-        data=X, target=y, feature_names=genes, cell_names=cells,
+        data=X,
+        target=y,
+        feature_names=genes,
+        cell_names=cells,
         cell_type=None if cell_type is None else cell_type.astype(object),
         DESCR=descr,
     )

@@ -38,8 +38,9 @@ DEFAULT_GRID = (
 N_MARKERS = 50
 
 
-def run_demo(output="skmonge_demo.png", random_state=0, grid=DEFAULT_GRID,
-             verbose=True):
+def run_demo(
+    output="skmonge_demo.png", random_state=0, grid=DEFAULT_GRID, verbose=True
+):
     """Fit the demo grid; print the results table and write a figure.
 
     Returns
@@ -65,24 +66,28 @@ def run_demo(output="skmonge_demo.png", random_state=0, grid=DEFAULT_GRID,
         progress.set_postfix_str(f"{cost} gamma={gamma}")
         start = time.perf_counter()
         est = EntropicSparseMap(
-            cost=cost, gamma=1.0 if gamma is None else gamma,
-            source="control", target="stimulated",
+            cost=cost,
+            gamma=1.0 if gamma is None else gamma,
+            source="control",
+            target="stimulated",
         ).fit(X_train, y_train)
         mapped = est.transform(test_control)
         divergence = -est.score(X_test, y_test)
         elapsed = time.perf_counter() - start
         mean_shift = (mapped - test_control).mean(axis=0)
         order = np.argsort(-mean_shift)
-        rows.append({
-            "cost": cost,
-            "gamma": gamma,
-            "nonzero": displacement_sparsity(test_control, mapped),
-            "divergence": divergence,
-            "rbo": rank_biased_overlap(genes[order][:N_MARKERS], markers, p=0.9),
-            "top_genes": list(genes[np.argsort(-np.abs(mean_shift))][:10]),
-            "mean_shift": mean_shift,
-            "seconds": elapsed,
-        })
+        rows.append(
+            {
+                "cost": cost,
+                "gamma": gamma,
+                "nonzero": displacement_sparsity(test_control, mapped),
+                "divergence": divergence,
+                "rbo": rank_biased_overlap(genes[order][:N_MARKERS], markers, p=0.9),
+                "top_genes": list(genes[np.argsort(-np.abs(mean_shift))][:10]),
+                "mean_shift": mean_shift,
+                "seconds": elapsed,
+            }
+        )
     baseline = _identity_divergence(X_test, y_test)
     _print_table(rows, baseline, markers)
     if output:
@@ -94,27 +99,35 @@ def run_demo(output="skmonge_demo.png", random_state=0, grid=DEFAULT_GRID,
 def _identity_divergence(X_test, y_test):
     from .sinkhorn import sinkhorn_divergence
 
-    return float(sinkhorn_divergence(
-        X_test[y_test == "control"].astype(np.float64),
-        X_test[y_test == "stimulated"].astype(np.float64),
-    ))
+    return float(
+        sinkhorn_divergence(
+            X_test[y_test == "control"].astype(np.float64),
+            X_test[y_test == "stimulated"].astype(np.float64),
+        )
+    )
 
 
 def _print_table(rows, baseline, markers):
     print()
-    print("Kang et al. 2018 PBMCs, control -> IFN-beta stimulated; 9,015 genes; "
-          "metrics on the 20 % held-out cells")
+    print(
+        "Kang et al. 2018 PBMCs, control -> IFN-beta stimulated; 9,015 genes; "
+        "metrics on the 20 % held-out cells"
+    )
     print(f"held-out Sinkhorn divergence without any map: {baseline:.3f}")
     print(f"top Wilcoxon markers (train split): {', '.join(markers[:10])}")
-    header = (f"{'cost':<13}{'gamma':>6}{'nonzero':>9}{'S_eps':>9}{'RBO':>7}"
-              f"{'time s':>8}  genes moved most")
+    header = (
+        f"{'cost':<13}{'gamma':>6}{'nonzero':>9}{'S_eps':>9}{'RBO':>7}"
+        f"{'time s':>8}  genes moved most"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         gamma = "-" if row["gamma"] is None else f"{row['gamma']:g}"
-        print(f"{row['cost']:<13}{gamma:>6}{row['nonzero']:>9.3f}"
-              f"{row['divergence']:>9.3f}{row['rbo']:>7.3f}{row['seconds']:>8.1f}"
-              f"  {', '.join(row['top_genes'])}")
+        print(
+            f"{row['cost']:<13}{gamma:>6}{row['nonzero']:>9.3f}"
+            f"{row['divergence']:>9.3f}{row['rbo']:>7.3f}{row['seconds']:>8.1f}"
+            f"  {', '.join(row['top_genes'])}"
+        )
 
 
 def _plot(rows, genes, baseline, output):
@@ -126,15 +139,30 @@ def _plot(rows, genes, baseline, output):
     fig, (ax_trade, ax_genes) = plt.subplots(1, 2, figsize=(12, 4.5))
     for cost, marker in (("elastic_l1", "o"), ("elastic_stvs", "s")):
         pts = [r for r in rows if r["cost"] == cost]
-        ax_trade.plot([r["nonzero"] for r in pts], [r["divergence"] for r in pts],
-                      marker=marker, label=cost)
+        ax_trade.plot(
+            [r["nonzero"] for r in pts],
+            [r["divergence"] for r in pts],
+            marker=marker,
+            label=cost,
+        )
         for r in pts:
-            ax_trade.annotate(f"γ={r['gamma']:g}", (r["nonzero"], r["divergence"]),
-                              textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax_trade.annotate(
+                f"γ={r['gamma']:g}",
+                (r["nonzero"], r["divergence"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
     for r in rows:
         if r["cost"] == "sqeuclidean":
-            ax_trade.scatter([r["nonzero"]], [r["divergence"]], marker="*", s=150,
-                             color="k", label="½ℓ2² (dense)")
+            ax_trade.scatter(
+                [r["nonzero"]],
+                [r["divergence"]],
+                marker="*",
+                s=150,
+                color="k",
+                label="½ℓ2² (dense)",
+            )
     ax_trade.axhline(baseline, color="grey", ls="--", label="no map")
     ax_trade.set_xlabel("fraction of non-zero displacement coordinates")
     ax_trade.set_ylabel("held-out Sinkhorn divergence")
@@ -144,8 +172,11 @@ def _plot(rows, genes, baseline, output):
     sparse_rows = [r for r in rows if r["cost"] != "sqeuclidean"]
     best = min(sparse_rows, key=lambda r: r["divergence"])
     top = np.argsort(-np.abs(best["mean_shift"]))[:20]
-    ax_genes.barh(np.arange(20)[::-1], best["mean_shift"][top],
-                  color=np.where(best["mean_shift"][top] > 0, "tab:red", "tab:blue"))
+    ax_genes.barh(
+        np.arange(20)[::-1],
+        best["mean_shift"][top],
+        color=np.where(best["mean_shift"][top] > 0, "tab:red", "tab:blue"),
+    )
     ax_genes.set_yticks(np.arange(20)[::-1], genes[top], fontsize=8)
     ax_genes.set_xlabel("mean displacement (log-CP10K) of held-out control cells")
     ax_genes.set_title(f"Genes moved most: {best['cost']}, γ={best['gamma']:g}")
@@ -158,8 +189,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m skmonge")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="fit sparse maps on Kang 2018 PBMCs")
-    demo.add_argument("--output", default="skmonge_demo.png",
-                      help="path of the PNG figure")
+    demo.add_argument(
+        "--output", default="skmonge_demo.png", help="path of the PNG figure"
+    )
     demo.add_argument("--seed", type=int, default=0, help="split seed")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -220,7 +220,9 @@ class EntropicSparseMap(BaseMonge):
         out = np.empty(X.shape, dtype=dtype)
         step = self._chunk_rows(support.shape[0], X.shape[1], dtype.itemsize)
         starts = range(0, X.shape[0], step)
-        for start in tqdm(starts, desc=desc, disable=not self.verbose or len(starts) < 2):
+        for start in tqdm(
+            starts, desc=desc, disable=not self.verbose or len(starts) < 2
+        ):
             rows = np.ascontiguousarray(X[start : start + step], dtype=dtype)
             C = cost.cost_matrix(rows, support)
             P, _ = gibbs_weights(C, potential, self.epsilon_)
@@ -229,9 +231,7 @@ class EntropicSparseMap(BaseMonge):
         return out
 
     def _transform_array(self, X):
-        return self._entropic_map(
-            X, self.target_, self.potential_target_, "transform"
-        )
+        return self._entropic_map(X, self.target_, self.potential_target_, "transform")
 
     def inverse_transform(self, X):
         """Map every row of ``X`` as a target point back to the source.
@@ -279,8 +279,11 @@ class EntropicSparseMap(BaseMonge):
         check_is_fitted(self)
         X = self._validate_transform_input(X)
         times = np.asarray(t, dtype=np.float64)
-        if times.ndim > 1 or np.any(~np.isfinite(times)) or np.any(times < 0) or np.any(
-            times > 1
+        if (
+            times.ndim > 1
+            or np.any(~np.isfinite(times))
+            or np.any(times < 0)
+            or np.any(times > 1)
         ):
             raise ValueError("t must be a scalar or 1-d array of times in [0, 1].")
         mapped = self._transform_array(X)
@@ -297,6 +300,6 @@ class EntropicSparseMap(BaseMonge):
         return paths[0] if times.ndim == 0 else paths
 
     def displacement(self, X):
-        """Displacement ``T(x) - x`` of every row of ``X`` (sparse for elastic costs)."""
+        """Displacement ``T(x) - x`` of every row of ``X`` (sparse for elastic h)."""
         X = self._validate_transform_input(X)
         return self._transform_array(X) - X

@@ -138,9 +138,7 @@ class _SparsityFitScorer:
         return -((1.0 - self.tradeoff) * residual + self.tradeoff * sparsity)
 
     def __repr__(self):
-        return (
-            f"make_sparsity_fit_scorer(tradeoff={self.tradeoff}, atol={self.atol})"
-        )
+        return f"make_sparsity_fit_scorer(tradeoff={self.tradeoff}, atol={self.atol})"
 
 
 def make_sparsity_fit_scorer(tradeoff=0.5, atol=1e-8):

@@ -22,13 +22,18 @@ COSTS = [
 
 def _conjugate_argmax(cost, w):
     """argmax_z <w, z> - h(z), by a generic optimiser: ∇h*(w) by Danskin."""
+
     def objective(z):
         return float(cost.h(z[None])[0] - w @ z)
 
     best = None
     for start in (w, np.zeros_like(w), w / 2):
-        res = minimize(objective, start, method="Powell",
-                       options={"xtol": 1e-10, "ftol": 1e-14, "maxiter": 40000})
+        res = minimize(
+            objective,
+            start,
+            method="Powell",
+            options={"xtol": 1e-10, "ftol": 1e-14, "maxiter": 40000},
+        )
         if best is None or res.fun < best.fun:
             best = res
     return best.x
@@ -40,9 +45,12 @@ def test_prox_is_gradient_of_conjugate(cost):
     W = rng.normal(scale=2.0, size=(6, 5))
     W[0, 1] = 0.0
     P = cost.prox(W)
-    for w, p in zip(W, P):
+    for w, p in zip(W, P, strict=True):
         z = _conjugate_argmax(cost, w)
-        obj = lambda v: float(cost.h(v[None])[0] - w @ v)  # noqa: E731
+
+        def obj(v, w=w):
+            return float(cost.h(v[None])[0] - w @ v)
+
         assert obj(p) <= obj(z) + 1e-8
         np.testing.assert_allclose(p, z, atol=2e-4)
 
@@ -60,10 +68,13 @@ def test_grad_h_matches_finite_differences(cost):
     rng = np.random.default_rng(2)
     z = rng.normal(size=6) + 0.2
     step = 1e-6
-    fd = np.array([
-        (cost.h((z + step * e)[None])[0] - cost.h((z - step * e)[None])[0]) / (2 * step)
-        for e in np.eye(6)
-    ])
+    fd = np.array(
+        [
+            (cost.h((z + step * e)[None])[0] - cost.h((z - step * e)[None])[0])
+            / (2 * step)
+            for e in np.eye(6)
+        ]
+    )
     np.testing.assert_allclose(cost.grad_h(z[None])[0], fd, rtol=1e-5, atol=1e-6)
 
 
@@ -76,10 +87,15 @@ def test_cost_matrix_matches_rowwise_h(cost, dtype):
     X0, Y0 = X.copy(), Y.copy()
     C = cost.cost_matrix(X, Y)
     assert C.dtype == dtype and C.shape == (7, 4)
-    expected = np.array([[cost.h((x - y)[None].astype(np.float64))[0] for y in Y]
-                         for x in X])
-    np.testing.assert_allclose(C, expected, rtol=1e-5 if dtype == np.float32 else 1e-10,
-                               atol=1e-5 if dtype == np.float32 else 1e-10)
+    expected = np.array(
+        [[cost.h((x - y)[None].astype(np.float64))[0] for y in Y] for x in X]
+    )
+    np.testing.assert_allclose(
+        C,
+        expected,
+        rtol=1e-5 if dtype == np.float32 else 1e-10,
+        atol=1e-5 if dtype == np.float32 else 1e-10,
+    )
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(Y, Y0)
 
@@ -90,10 +106,12 @@ def test_grad_h_aggregate_matches_explicit_sum(cost):
     X = rng.normal(size=(5, 4))
     Y = rng.normal(size=(6, 4))
     P = rng.dirichlet(np.ones(6), size=5)
-    expected = np.stack([
-        sum(P[i, j] * cost.grad_h((X[i] - Y[j])[None])[0] for j in range(6))
-        for i in range(5)
-    ])
+    expected = np.stack(
+        [
+            sum(P[i, j] * cost.grad_h((X[i] - Y[j])[None])[0] for j in range(6))
+            for i in range(5)
+        ]
+    )
     np.testing.assert_allclose(cost.grad_h_aggregate(X, Y, P), expected, atol=1e-10)
 
 

@@ -59,8 +59,9 @@ def test_wilcoxon_scores_match_scipy():
 
 @pytest.mark.parametrize("pattern", ["constant", "x_dependent"])
 def test_make_sparse_monge(pattern):
-    X, y, true_map = make_sparse_monge(50, 6, 2, pattern=pattern, n_target=40,
-                                       random_state=0)
+    X, y, true_map = make_sparse_monge(
+        50, 6, 2, pattern=pattern, n_target=40, random_state=0
+    )
     assert X.shape == (90, 6) and np.sum(y == 0) == 50
     src, tgt = X[y == 0], X[y == 1]
     assert src.min() >= 0 and src.max() <= 1
@@ -86,8 +87,9 @@ def test_load_kang2018():
     assert sp.issparse(X) and X.shape == (2000, 9015) and X.dtype == np.float32
     assert set(y) == {"control", "stimulated"} and np.sum(y == "control") == 1000
     # log-CP10K: expm1 of every row sums to 1e4
-    np.testing.assert_allclose(np.expm1(X.toarray().astype(np.float64)).sum(1), 1e4,
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        np.expm1(X.toarray().astype(np.float64)).sum(1), 1e4, rtol=1e-4
+    )
     assert "ISG15" in set(data.feature_names) and data.cell_type is not None
     Xc, yc = load_kang2018("liger", lognorm=False, return_X_y=True)
     assert Xc.shape == (600, 249)

@@ -30,8 +30,10 @@ EXPECTED_FAILED_CHECKS = {
 
 
 @parametrize_with_checks(
-    [EntropicSparseMap(source=0, target=1), EntropicSparseMap(cost="sqeuclidean",
-                                                              source=0, target=1)],
+    [
+        EntropicSparseMap(source=0, target=1),
+        EntropicSparseMap(cost="sqeuclidean", source=0, target=1),
+    ],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible(estimator, check):
@@ -91,8 +93,12 @@ def test_grid_search_over_gamma():
     search.fit(X, y)
     scores = search.cv_results_["mean_test_score"]
     assert np.all(np.isfinite(scores)) and np.all(scores <= 1e-8)
-    sparse = GridSearchCV(EntropicSparseMap(), {"gamma": [0.01, 100.0]}, cv=cv,
-                          scoring=make_sparsity_fit_scorer(tradeoff=1.0)).fit(X, y)
+    sparse = GridSearchCV(
+        EntropicSparseMap(),
+        {"gamma": [0.01, 100.0]},
+        cv=cv,
+        scoring=make_sparsity_fit_scorer(tradeoff=1.0),
+    ).fit(X, y)
     # sparsity only: the γ that freezes every coordinate wins
     assert sparse.best_params_["gamma"] == 100.0
 

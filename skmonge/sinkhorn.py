@@ -1,0 +1,1181 @@
+r"""Stabilised Sinkhorn solver, entropic potentials and Sinkhorn divergence.
+
+Problem and conventions
+-----------------------
+For a cost matrix :math:`C \in \mathbb{R}^{n \times m}`, probability weights
+:math:`a, b` and :math:`ε > 0`, the entropic OT problem has dual potentials
+:math:`f \in \mathbb{R}^n, g \in \mathbb{R}^m` and optimal plan
+
+.. math:: P_{ij} = a_i b_j \exp\big((f_i + g_j - C_{ij}) / ε\big),
+
+with :math:`\mathrm{OT}_ε(a, b) = \langle a, f\rangle + \langle b, g\rangle` at
+the fixed point (OTT-JAX convention). Sinkhorn alternates the two
+:math:`c`-transforms
+
+.. math:: f_i = -ε \log \sum_j b_j e^{(g_j - C_{ij})/ε}, \qquad
+          g_j = -ε \log \sum_i a_i e^{(f_i - C_{ij})/ε}.
+
+Algorithm (absorption / stabilised scaling)
+-------------------------------------------
+Evaluating the two log-sum-exps costs two ``exp`` passes over ``C`` per
+iteration. Instead (Chizat et al. 2018; Schmitzer 2019) we keep *absorbed*
+log-scalings :math:`α, β` and a kernel
+
+.. math:: \tilde K_{ij} = \exp(α_i + β_j - C_{ij}/ε), \qquad
+          P = \operatorname{diag}(u)\, \tilde K \operatorname{diag}(v),
+
+built by one parallel ``exp`` pass, and iterate the cheap scalings
+:math:`u = a / (\tilde K v)`, :math:`v = b / (\tilde K^\top u)`. The
+potentials are :math:`f = ε(α + \log u - \log a)`,
+:math:`g = ε(β + \log v - \log b)`. When :math:`u` or :math:`v` leave a safe
+range, they are absorbed into :math:`α, β` and the kernel is rebuilt.
+
+* Every kernel build normalises each row by its maximum (``α_i = -\max_j
+  (β_j - C_{ij}/ε)``): the first scaling step after a build is then the exact
+  log-domain :math:`c`-transform and no row of :math:`\tilde K` underflows,
+  whatever ``ε``. At the start (and after a column underflow) ``β`` is the
+  "max" :math:`c`-transform :math:`β_j = -\max_i(α_i - C_{ij}/ε)`, which puts a
+  1 in every column too.
+* One iteration is one pass over :math:`\tilde K`: a parallel kernel computes
+  :math:`\tilde K v` for a block of four rows, updates their :math:`u`, and
+  accumulates :math:`u_i \tilde K_{i:}` into a per-thread copy of
+  :math:`\tilde K^\top u` while the rows are still in cache. The row-marginal
+  error of the previous iterate falls out of the same pass for free, so it is
+  checked every iteration.
+* ``exp`` is an inline polynomial (Cody-Waite reduction, degree-13 Taylor,
+  exponent assembled with integer arithmetic) that LLVM vectorises; numba's
+  ``math.exp`` is a scalar libm call on these machines.
+* A float32 kernel halves the memory traffic; the scalings, products and
+  potentials are accumulated in float64 (partial dot products in float32 over
+  512-column blocks).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = [
+    "SinkhornResult",
+    "sinkhorn",
+    "transport_plan",
+    "lse_potential",
+    "gibbs_weights",
+    "sinkhorn_divergence",
+]
+
+# Absorb u, v into the potentials once they leave [1/T, T]. Entries of the
+# kernel flushed to zero are below the smallest normal number (2.2e-308 for
+# float64, 1.2e-38 for float32), so the mass they carry in the plan is below
+# tiny * T**2: 1e-208 (float64) and 1e-18 (float32) per entry.
+_ABSORB_F64 = 1e50
+_ABSORB_F32 = 1e10
+_TINY_F64 = 2.2250738585072014e-308
+_TINY_F32 = 1.1754943508222875e-38
+_COL_BLOCK = 512
+# Below this many kernel entries one iteration takes microseconds and waking
+# the thread pool costs more than it saves (much more on a loaded machine).
+_SERIAL_SIZE = 1 << 17
+
+# --------------------------------------------------------------------------
+# Vectorisable exp
+# --------------------------------------------------------------------------
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.6931471803691238  # ln 2 split so that k * _LN2_HI is exact
+_LN2_LO = 1.9082149292705877e-10
+
+
+@intrinsic
+def _i64_bits_as_f64(typingctx, x):
+    """Reinterpret the bits of an int64 as a float64 (no conversion)."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _f64_bits_as_i64(typingctx, x):
+    """Reinterpret the bits of a float64 as an int64 (no conversion)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy")
+def _fexp(x):
+    r"""Vectorisable :math:`e^x` for float64, relative error below 5e-14.
+
+    :math:`e^x = 2^k e^r` with :math:`k = \operatorname{round}(x / \ln 2)`,
+    :math:`r = x - k \ln 2 \in [-\ln 2 / 2, \ln 2 / 2]` (Cody-Waite, two-term
+    ln 2), :math:`e^r` by its degree-13 Taylor polynomial (truncation
+    < 2e-17) and :math:`2^k` written directly into the exponent bits. ``x`` is
+    clamped to [-708, 709]; below -708 the result is flushed to 0.
+    """
+    if x < -708.0:
+        return 0.0
+    x = min(x, 709.0)
+    kf = np.floor(x * _LOG2E + 0.5)  # stays float64 (math.floor gives an int)
+    r = x - kf * _LN2_HI
+    r = r - kf * _LN2_LO
+    p = 1.6059043836821613e-10
+    p = p * r + 2.08767569878681e-09
+    p = p * r + 2.505210838544172e-08
+    p = p * r + 2.755731922398589e-07
+    p = p * r + 2.7557319223985893e-06
+    p = p * r + 2.48015873015873e-05
+    p = p * r + 0.0001984126984126984
+    p = p * r + 0.001388888888888889
+    p = p * r + 0.008333333333333333
+    p = p * r + 0.041666666666666664
+    p = p * r + 0.16666666666666666
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    # 2**k without a float -> int conversion (not vectorisable on AVX2): the
+    # low mantissa bits of 2**52 + 1023 + k hold the biased exponent k + 1023.
+    bits = _f64_bits_as_i64(kf + 4503599627371519.0)
+    return p * _i64_bits_as_f64(bits << 52)
+
+
+# --------------------------------------------------------------------------
+# numba kernels (all inputs validated finite by the Python wrappers, hence
+# fastmath; sentinels are finite numbers, never inf)
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True, error_model="numpy")
+def _all_finite(C):
+    """``True`` when every entry of the 2-d array ``C`` is finite."""
+    n = C.shape[0]
+    bad = 0
+    for i in prange(n):
+        row_bad = 0
+        for j in range(C.shape[1]):
+            x = C[i, j]
+            # x - x is NaN for inf and NaN, 0 otherwise.
+            if (x - x) != 0:
+                row_bad += 1
+        bad += row_bad
+    return bad == 0
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _col_max_transform(C, alpha, inv_eps, beta):
+    r"""Hard ("max") :math:`c`-transform on columns.
+
+    .. math:: β_j = -\max_i (α_i - C_{ij} / ε)
+    """
+    n, m = C.shape
+    nblocks = (m + _COL_BLOCK - 1) // _COL_BLOCK
+    for jb in prange(nblocks):
+        j0 = jb * _COL_BLOCK
+        j1 = min(m, j0 + _COL_BLOCK)
+        mx = np.empty(j1 - j0)
+        for j in range(j0, j1):
+            mx[j - j0] = alpha[0] - C[0, j] * inv_eps
+        for i in range(1, n):
+            ai = alpha[i]
+            for j in range(j0, j1):
+                mx[j - j0] = max(mx[j - j0], ai - C[i, j] * inv_eps)
+        for j in range(j0, j1):
+            beta[j] = -mx[j - j0]
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _build_kernel(C, beta, inv_eps, tiny, K, alpha):
+    r"""Row-normalised Gibbs kernel (one ``exp`` pass).
+
+    .. math:: α_i = -\max_j(β_j - C_{ij}/ε), \qquad
+              \tilde K_{ij} = \exp(α_i + β_j - C_{ij}/ε)
+
+    Entries below ``tiny`` (smallest normal of ``K``'s dtype) are set to 0.
+    """
+    n, m = C.shape
+    for i in prange(n):
+        mx = beta[0] - C[i, 0] * inv_eps
+        for j in range(1, m):
+            mx = max(mx, beta[j] - C[i, j] * inv_eps)
+        for j in range(m):
+            val = _fexp(beta[j] - C[i, j] * inv_eps - mx)
+            K[i, j] = val if val >= tiny else 0.0
+        alpha[i] = -mx
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _scaling_pass_f64(K, v, u, a, u_new, zpart):
+    r"""One Sinkhorn iteration over a float64 kernel, in one pass.
+
+    For each row: :math:`w_i = (\tilde K v)_i`, the previous row-marginal
+    residual :math:`|u_i w_i - a_i|`, :math:`u^{new}_i = a_i / w_i`, and
+    ``zpart[t] += u^{new}_i K[i]`` (thread ``t``'s share of
+    :math:`\tilde K^\top u^{new}`). Returns
+    (:math:`\sum_i |u_i w_i - a_i|`, min ``u_new``, max ``u_new``).
+    """
+    n, m = K.shape
+    nt = zpart.shape[0]
+    chunk = ((n + nt - 1) // nt + 3) // 4 * 4
+    errs = np.zeros(nt)
+    umins = np.empty(nt)
+    umaxs = np.empty(nt)
+    for t in prange(nt):
+        z = zpart[t]
+        for j in range(m):
+            z[j] = 0.0
+        e = 0.0
+        lo = 1.0e308
+        hi = 0.0
+        i = t * chunk
+        i1 = min(n, i + chunk)
+        # Four rows at a time: v is loaded once for four dot products and z
+        # once for four axpys, so the pass runs at memory bandwidth.
+        while i + 4 <= i1:
+            w0 = 0.0
+            w1 = 0.0
+            w2 = 0.0
+            w3 = 0.0
+            for j in range(m):
+                vj = v[j]
+                w0 += K[i, j] * vj
+                w1 += K[i + 1, j] * vj
+                w2 += K[i + 2, j] * vj
+                w3 += K[i + 3, j] * vj
+            e += abs(u[i] * w0 - a[i]) + abs(u[i + 1] * w1 - a[i + 1])
+            e += abs(u[i + 2] * w2 - a[i + 2]) + abs(u[i + 3] * w3 - a[i + 3])
+            u0 = a[i] / w0
+            u1 = a[i + 1] / w1
+            u2 = a[i + 2] / w2
+            u3 = a[i + 3] / w3
+            u_new[i] = u0
+            u_new[i + 1] = u1
+            u_new[i + 2] = u2
+            u_new[i + 3] = u3
+            lo = min(lo, min(min(u0, u1), min(u2, u3)))
+            hi = max(hi, max(max(u0, u1), max(u2, u3)))
+            for j in range(m):
+                z[j] += (
+                    u0 * K[i, j]
+                    + u1 * K[i + 1, j]
+                    + u2 * K[i + 2, j]
+                    + (u3 * K[i + 3, j])
+                )
+            i += 4
+        while i < i1:
+            w = 0.0
+            for j in range(m):
+                w += K[i, j] * v[j]
+            e += abs(u[i] * w - a[i])
+            ui = a[i] / w
+            u_new[i] = ui
+            lo = min(lo, ui)
+            hi = max(hi, ui)
+            for j in range(m):
+                z[j] += ui * K[i, j]
+            i += 1
+        errs[t] = e
+        umins[t] = lo
+        umaxs[t] = hi
+    return errs.sum(), umins.min(), umaxs.max()
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _scaling_pass_f32(K, v32, u, a, u_new, zpart):
+    r""":func:`_scaling_pass_f64` for a float32 kernel.
+
+    ``v32`` is ``v`` rounded to float32. Dot products are summed in float32
+    within 512-column blocks and in float64 across blocks; the four-row axpy
+    is formed in float32 and accumulated into the float64 ``zpart``.
+    """
+    n, m = K.shape
+    nt = zpart.shape[0]
+    chunk = ((n + nt - 1) // nt + 3) // 4 * 4
+    errs = np.zeros(nt)
+    umins = np.empty(nt)
+    umaxs = np.empty(nt)
+    zero = np.float32(0.0)
+    for t in prange(nt):
+        z = zpart[t]
+        for j in range(m):
+            z[j] = 0.0
+        e = 0.0
+        lo = 1.0e308
+        hi = 0.0
+        i = t * chunk
+        i1 = min(n, i + chunk)
+        while i + 4 <= i1:
+            w0 = 0.0
+            w1 = 0.0
+            w2 = 0.0
+            w3 = 0.0
+            for jb in range(0, m, _COL_BLOCK):
+                je = min(m, jb + _COL_BLOCK)
+                s0 = zero
+                s1 = zero
+                s2 = zero
+                s3 = zero
+                for j in range(jb, je):
+                    vj = v32[j]
+                    s0 += K[i, j] * vj
+                    s1 += K[i + 1, j] * vj
+                    s2 += K[i + 2, j] * vj
+                    s3 += K[i + 3, j] * vj
+                w0 += s0
+                w1 += s1
+                w2 += s2
+                w3 += s3
+            e += abs(u[i] * w0 - a[i]) + abs(u[i + 1] * w1 - a[i + 1])
+            e += abs(u[i + 2] * w2 - a[i + 2]) + abs(u[i + 3] * w3 - a[i + 3])
+            u0 = a[i] / w0
+            u1 = a[i + 1] / w1
+            u2 = a[i + 2] / w2
+            u3 = a[i + 3] / w3
+            u_new[i] = u0
+            u_new[i + 1] = u1
+            u_new[i + 2] = u2
+            u_new[i + 3] = u3
+            lo = min(lo, min(min(u0, u1), min(u2, u3)))
+            hi = max(hi, max(max(u0, u1), max(u2, u3)))
+            f0 = np.float32(u0)
+            f1 = np.float32(u1)
+            f2 = np.float32(u2)
+            f3 = np.float32(u3)
+            for j in range(m):
+                z[j] += (
+                    f0 * K[i, j]
+                    + f1 * K[i + 1, j]
+                    + f2 * K[i + 2, j]
+                    + (f3 * K[i + 3, j])
+                )
+            i += 4
+        while i < i1:
+            w = 0.0
+            for jb in range(0, m, _COL_BLOCK):
+                je = min(m, jb + _COL_BLOCK)
+                s = zero
+                for j in range(jb, je):
+                    s += K[i, j] * v32[j]
+                w += s
+            e += abs(u[i] * w - a[i])
+            ui = a[i] / w
+            u_new[i] = ui
+            lo = min(lo, ui)
+            hi = max(hi, ui)
+            fi = np.float32(ui)
+            for j in range(m):
+                z[j] += fi * K[i, j]
+            i += 1
+        errs[t] = e
+        umins[t] = lo
+        umaxs[t] = hi
+    return errs.sum(), umins.min(), umaxs.max()
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _symmetric_pass(K, v, u, a, u_new, nt):
+    r"""Averaged symmetric Sinkhorn step (Feydy et al. 2019) in scaling form.
+
+    With :math:`w = \tilde K v` (``v`` the column representation of the same
+    potential), the previous residual :math:`\sum_i |u_i w_i - a_i|` and
+    :math:`u^{new} = \sqrt{u \cdot a / w}`, i.e.
+    :math:`f \leftarrow ½(f + T(f))` with :math:`T` the :math:`c`-transform.
+    ``K`` may be float32 (then ``v`` is its float32 copy); sums are float64
+    across 512-column blocks. Returns (residual, :math:`\sum_i u_i w_i`,
+    min u_new, max u_new).
+    """
+    n, m = K.shape
+    chunk = (n + nt - 1) // nt
+    errs = np.zeros(nt)
+    mass = np.zeros(nt)
+    umins = np.empty(nt)
+    umaxs = np.empty(nt)
+    zero = K[0, 0] - K[0, 0]  # typed zero of K's dtype
+    for t in prange(nt):
+        e = 0.0
+        s_uw = 0.0
+        lo = 1.0e308
+        hi = 0.0
+        for i in range(t * chunk, min(n, (t + 1) * chunk)):
+            w = 0.0
+            for jb in range(0, m, _COL_BLOCK):
+                s = zero
+                for j in range(jb, min(m, jb + _COL_BLOCK)):
+                    s += K[i, j] * v[j]
+                w += s
+            e += abs(u[i] * w - a[i])
+            s_uw += u[i] * w
+            ui = math.sqrt(u[i] * a[i] / w)
+            u_new[i] = ui
+            lo = min(lo, ui)
+            hi = max(hi, ui)
+        errs[t] = e
+        mass[t] = s_uw
+        umins[t] = lo
+        umaxs[t] = hi
+    return errs.sum(), mass.sum(), umins.min(), umaxs.max()
+
+
+@njit(cache=True, error_model="numpy")
+def _column_update(zpart, b, v, v32):
+    r"""Reduce the per-thread partials and set :math:`v_j = b_j / (\tilde K^\top u)_j`.
+
+    Also refreshes the float32 copy ``v32`` (when it is non-empty) and returns
+    (min v, max v); a zero column sum gives ``inf`` (caught by the caller).
+    """
+    nt, m = zpart.shape
+    lo = np.inf
+    hi = 0.0
+    for j in range(m):
+        z = 0.0
+        for t in range(nt):
+            z += zpart[t, j]
+        vj = b[j] / z
+        v[j] = vj
+        lo = min(lo, vj)
+        hi = max(hi, vj)
+    if v32.shape[0] == m:
+        for j in range(m):
+            v32[j] = v[j]
+    return lo, hi
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _row_lse(C, beta, inv_eps, out):
+    r"""Row log-sum-exp :math:`\mathrm{out}_i = \log \sum_j \exp(β_j - C_{ij}/ε)`."""
+    n, m = C.shape
+    for i in prange(n):
+        mx = beta[0] - C[i, 0] * inv_eps
+        for j in range(1, m):
+            mx = max(mx, beta[j] - C[i, j] * inv_eps)
+        s = 0.0
+        for j in range(m):
+            s += _fexp(beta[j] - C[i, j] * inv_eps - mx)
+        out[i] = mx + math.log(s)
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _row_softmax(C, beta, inv_eps, P, out):
+    r"""Row softmax and log-sum-exp.
+
+    .. math:: P_{ij} = \frac{\exp(β_j - C_{ij}/ε)}{\sum_k \exp(β_k - C_{ik}/ε)},
+              \qquad \mathrm{out}_i = \log \sum_j \exp(β_j - C_{ij}/ε)
+    """
+    n, m = C.shape
+    for i in prange(n):
+        mx = beta[0] - C[i, 0] * inv_eps
+        for j in range(1, m):
+            mx = max(mx, beta[j] - C[i, j] * inv_eps)
+        s = 0.0
+        for j in range(m):
+            e = _fexp(beta[j] - C[i, j] * inv_eps - mx)
+            P[i, j] = e
+            s += e
+        inv_s = 1.0 / s
+        for j in range(m):
+            P[i, j] = P[i, j] * inv_s
+        out[i] = mx + math.log(s)
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _plan_kernel(C, alpha, beta, inv_eps, P):
+    r""":math:`P_{ij} = \exp(α_i + β_j - C_{ij}/ε)` (``α = f/ε + \log a``, etc.)."""
+    n, m = C.shape
+    for i in prange(n):
+        ai = alpha[i]
+        for j in range(m):
+            P[i, j] = _fexp(ai + beta[j] - C[i, j] * inv_eps)
+
+
+# --------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------
+def _check_cost(C, name="C"):
+    C = np.asarray(C)
+    if C.ndim != 2 or C.shape[0] < 1 or C.shape[1] < 1:
+        raise ValueError(f"{name} must be a non-empty 2-d array, got shape {C.shape}.")
+    if C.dtype not in (np.float32, np.float64):
+        if not (np.issubdtype(C.dtype, np.number) or C.dtype == np.bool_):
+            raise ValueError(f"{name} must be numeric, got dtype {C.dtype}.")
+        C = C.astype(np.float64)
+    C = np.ascontiguousarray(C)
+    if not _all_finite(C):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return C
+
+
+def _check_epsilon(epsilon):
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+        raise ValueError(f"epsilon must be a positive float, got {epsilon!r}.")
+    epsilon = float(epsilon)
+    if not (np.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"epsilon must be a positive finite float, got {epsilon!r}.")
+    return epsilon
+
+
+def _check_weights(w, size, name):
+    """Uniform weights for ``None``; else a validated float64 copy summing to 1."""
+    if w is None:
+        return np.full(size, 1.0 / size)
+    w = np.asarray(w, dtype=np.float64)
+    if w.shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {w.shape}.")
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    if np.any(w < 0):
+        raise ValueError(f"{name} must be non-negative.")
+    total = w.sum()
+    if abs(total - 1.0) > 1e-5:
+        raise ValueError(
+            f"{name} must sum to 1 (probability weights), got sum {total:.6g}."
+        )
+    return w / total
+
+
+def _check_potential(p, size, name):
+    if p is None:
+        return None
+    p = np.asarray(p, dtype=np.float64)
+    if p.shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {p.shape}.")
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return p
+
+
+def _kernel_dtype(dtype, C):
+    if dtype is None:
+        return C.dtype
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be None, float32 or float64, got {dtype}.")
+    return dtype
+
+
+def _safe_log(w):
+    with np.errstate(divide="ignore"):
+        return np.log(w)
+
+
+# --------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SinkhornResult:
+    r"""Output of :func:`sinkhorn`.
+
+    Attributes
+    ----------
+    f : ndarray of shape (n,)
+        Source potential (float64).
+    g : ndarray of shape (m,)
+        Target potential (float64).
+    n_iter : int
+        Number of completed iterations (one ``f`` then one ``g`` update each).
+    converged : bool
+        Whether :math:`\|P 1_m - a\|_1 \le` ``tol`` was reached.
+    marginal_error : float
+        :math:`\|P 1_m - a\|_1` of the returned potentials (the column
+        marginal is exact after the final ``g`` update).
+    epsilon : float
+        Regularisation used.
+    a, b : ndarray
+        Source and target weights used.
+    n_absorptions : int
+        How many times the scalings were absorbed and the kernel rebuilt.
+    """
+
+    f: np.ndarray
+    g: np.ndarray
+    n_iter: int
+    converged: bool
+    marginal_error: float
+    epsilon: float = float("nan")
+    a: np.ndarray | None = None
+    b: np.ndarray | None = None
+    n_absorptions: int = 0
+
+    @property
+    def cost(self):
+        r"""Entropic OT value :math:`\langle a, f\rangle + \langle b, g\rangle`."""
+        return float(self.a @ self.f + self.b @ self.g)
+
+    def plan(self, C, a=None, b=None, epsilon=None):
+        """Transport plan on ``C``; see :func:`transport_plan`.
+
+        ``a``, ``b`` and ``epsilon`` default to the ones the solver used.
+        """
+        return transport_plan(
+            C,
+            self.f,
+            self.g,
+            self.epsilon if epsilon is None else epsilon,
+            self.a if a is None else a,
+            self.b if b is None else b,
+        )
+
+
+def transport_plan(C, f, g, epsilon, a=None, b=None):
+    r"""Entropic transport plan from potentials.
+
+    .. math:: P_{ij} = a_i b_j \exp\big((f_i + g_j - C_{ij}) / ε\big)
+
+    Parameters
+    ----------
+    C : array-like of shape (n, m)
+        Cost matrix.
+    f, g : array-like of shape (n,) and (m,)
+        Potentials.
+    epsilon : float
+        Entropic regularisation (> 0).
+    a, b : array-like, default=None
+        Probability weights (uniform when ``None``).
+
+    Returns
+    -------
+    P : ndarray of shape (n, m), float64
+    """
+    C = _check_cost(C)
+    epsilon = _check_epsilon(epsilon)
+    n, m = C.shape
+    a = _check_weights(a, n, "a")
+    b = _check_weights(b, m, "b")
+    f = _check_potential(f, n, "f")
+    g = _check_potential(g, m, "g")
+    if f is None or g is None:
+        raise ValueError("f and g are required.")
+    # log 0 = -inf makes the zero-weight rows/columns exactly 0 (fexp clamps).
+    alpha = np.maximum(f / epsilon + _safe_log(a), -1e300)
+    beta = np.maximum(g / epsilon + _safe_log(b), -1e300)
+    P = np.empty((n, m), dtype=np.float64)
+    _plan_kernel(C, alpha, beta, 1.0 / epsilon, P)
+    return P
+
+
+# --------------------------------------------------------------------------
+# Solver
+# --------------------------------------------------------------------------
+class _ScalingState:
+    """Kernel, absorbed log-scalings and scalings of the stabilised solver."""
+
+    def __init__(self, C, epsilon, a, b, kdtype):
+        self.C = C
+        self.inv_eps = 1.0 / epsilon
+        self.a = a
+        self.b = b
+        self.log_a = np.log(a)
+        self.log_b = np.log(b)
+        n, m = C.shape
+        self.f32 = kdtype == np.float32
+        self.K = np.empty((n, m), dtype=kdtype)
+        self.tiny = _TINY_F32 if self.f32 else _TINY_F64
+        self.bound = _ABSORB_F32 if self.f32 else _ABSORB_F64
+        self.alpha = np.empty(n)
+        self.beta = np.empty(m)
+        self.u = np.ones(n)
+        self.u_new = np.ones(n)
+        self.v = np.ones(m)
+        self.v32 = np.ones(m, dtype=np.float32) if self.f32 else np.empty(0, np.float32)
+        self.zpart = np.zeros((numba.get_num_threads(), m))
+
+    def build(self, log_u_target, beta=None):
+        """Rebuild the kernel for the iterate with ``α + log u = log_u_target``.
+
+        ``beta`` gives the column log-scalings (``log b + g / ε``); ``None``
+        uses the max c-transform of ``log_u_target`` (safe start: every row
+        and column of the kernel then holds a 1). ``v`` is reset to 1.
+        """
+        if beta is None:
+            beta = np.empty_like(self.beta)
+            _col_max_transform(self.C, log_u_target, self.inv_eps, beta)
+        self.beta = beta
+        _build_kernel(self.C, self.beta, self.inv_eps, self.tiny, self.K, self.alpha)
+        # Clipped: only an inconsistent (f_init, g_init) pair gets near it,
+        # and the first iteration then recomputes u anyway.
+        self.u = np.exp(np.minimum(log_u_target - self.alpha, 700.0))
+        self.v[:] = 1.0
+        if self.f32:
+            self.v32[:] = 1.0
+
+    def step(self):
+        """One iteration: (error of the current iterate, min u_new, max u_new)."""
+        if self.f32:
+            err, umin, umax = _scaling_pass_f32(
+                self.K, self.v32, self.u, self.a, self.u_new, self.zpart
+            )
+        else:
+            err, umin, umax = _scaling_pass_f64(
+                self.K, self.v, self.u, self.a, self.u_new, self.zpart
+            )
+        return err, umin, umax
+
+    def commit(self):
+        """Accept ``u_new`` and perform the ``v`` update."""
+        self.u, self.u_new = self.u_new, self.u
+        vmin, vmax = _column_update(self.zpart, self.b, self.v, self.v32)
+        return vmin, vmax
+
+    def potentials(self, epsilon):
+        f = epsilon * (self.alpha + np.log(self.u) - self.log_a)
+        g = epsilon * (self.beta + np.log(self.v) - self.log_b)
+        return f, g
+
+
+@contextmanager
+def _threads_for(size):
+    """Run small problems on one numba thread (restored afterwards)."""
+    previous = numba.get_num_threads()
+    if size < _SERIAL_SIZE and previous > 1:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _solve(C, epsilon, a, b, tol, max_iter, f_init, g_init, kdtype, verbose):
+    """Stabilised scaling Sinkhorn on strictly positive weights."""
+    with _threads_for(C.size):
+        return _solve_impl(
+            C, epsilon, a, b, tol, max_iter, f_init, g_init, kdtype, verbose
+        )
+
+
+def _solve_impl(C, epsilon, a, b, tol, max_iter, f_init, g_init, kdtype, verbose):
+    st = _ScalingState(C, epsilon, a, b, kdtype)
+    f0 = np.zeros(C.shape[0]) if f_init is None else f_init
+    log_u0 = f0 / epsilon + st.log_a
+    if g_init is not None:
+        st.build(log_u0, beta=g_init / epsilon + st.log_b)
+    else:
+        st.build(log_u0)
+    n_abs = 0
+    n_iter = 0
+    valid = False  # whether (u, v) came out of a full iteration
+    err = np.inf
+    report = max(1, max_iter // 10) if verbose else 0
+    while True:
+        err, umin, umax = st.step()
+        if valid and err <= tol:
+            break
+        if n_iter >= max_iter:
+            break
+        if not (np.isfinite(umax) and umin > 0):
+            # Cannot happen with a row-normalised kernel and bounded v; refuse
+            # to return garbage if it ever does.
+            raise FloatingPointError(
+                "Sinkhorn scaling overflowed; please report this with the inputs."
+            )
+        vmin, vmax = st.commit()
+        n_iter += 1
+        valid = True
+        if report and n_iter % report == 0:
+            print(f"sinkhorn: iter {n_iter:6d}  marginal error {err:.3e}")
+        bound = st.bound
+        if not (np.isfinite(vmax) and vmin > 0):
+            # A column of the kernel underflowed (stale g, e.g. a poor
+            # g_init): restart the columns from the max c-transform of f.
+            st.build(st.alpha + np.log(st.u))
+            n_abs += 1
+            valid = False
+        elif umax > bound or umin < 1.0 / bound or vmax > bound or vmin < 1.0 / bound:
+            # Absorb: alpha + log u and beta + log v become the new scalings.
+            st.build(st.alpha + np.log(st.u), beta=st.beta + np.log(st.v))
+            n_abs += 1
+    f, g = st.potentials(epsilon)
+    return f, g, n_iter, bool(valid and err <= tol), float(err), n_abs
+
+
+def _solve_symmetric(C, epsilon, a, tol, max_iter, kdtype):
+    r"""Symmetric entropic OT :math:`\mathrm{OT}_ε(a, a)` for a symmetric ``C``.
+
+    Iterates the averaged update :math:`f \leftarrow ½(f + T(f))`,
+    :math:`T(f)_i = -ε \log \sum_j a_j e^{(f_j - C_{ij})/ε}`, whose fixed
+    point is the (unique) symmetric potential; plain alternating Sinkhorn
+    oscillates on symmetric problems. Both sides of the absorbed kernel carry
+    the same potential: ``v = u * exp(α - β)``. Returns ``(f, value, n_iter,
+    converged, error)`` with the dual value
+    :math:`2\langle a, f\rangle - ε(\sum_{ij} P_{ij} - 1)`
+    (second-order accurate in the residual).
+    """
+    with _threads_for(C.size):
+        return _solve_symmetric_impl(C, epsilon, a, tol, max_iter, kdtype)
+
+
+def _solve_symmetric_impl(C, epsilon, a, tol, max_iter, kdtype):
+    st = _ScalingState(C, epsilon, a, a, kdtype)
+    nt = st.zpart.shape[0]
+    f = np.zeros(C.shape[0])
+    err = np.inf
+    n_iter = 0
+    while True:
+        beta = f / epsilon + st.log_b
+        st.build(beta, beta=beta.copy())  # v = 1 represents f on the columns
+        ratio = np.exp(st.alpha - st.beta)
+        vv = st.v32 if st.f32 else st.v
+        while True:
+            err, mass, umin, umax = _symmetric_pass(st.K, vv, st.u, a, st.u_new, nt)
+            if (n_iter > 0 and err <= tol) or n_iter >= max_iter:
+                f = epsilon * (st.alpha + np.log(st.u) - st.log_a)
+                value = 2.0 * float(a @ f) - epsilon * (mass - 1.0)
+                return f, value, n_iter, bool(n_iter > 0 and err <= tol), float(err)
+            st.u, st.u_new = st.u_new, st.u
+            n_iter += 1
+            st.v[:] = st.u * ratio
+            if st.f32:
+                st.v32[:] = st.v
+            bound = st.bound
+            vmin, vmax = st.v.min(), st.v.max()
+            if not (
+                umax <= bound
+                and umin >= 1.0 / bound
+                and vmax <= bound
+                and vmin >= 1.0 / bound
+            ):
+                f = epsilon * (st.alpha + np.log(st.u) - st.log_a)
+                break  # absorb: rebuild around the current f
+
+
+def sinkhorn(
+    C,
+    epsilon,
+    a=None,
+    b=None,
+    *,
+    tol=1e-6,
+    max_iter=1000,
+    f_init=None,
+    g_init=None,
+    dtype=None,
+    warn=True,
+    verbose=False,
+):
+    r"""Entropic optimal transport by stabilised (absorbed) Sinkhorn iterations.
+
+    Finds potentials :math:`f, g` such that the plan
+    :math:`P_{ij} = a_i b_j \exp((f_i + g_j - C_{ij})/ε)` has marginals
+    :math:`a` and :math:`b`, alternating
+
+    .. math:: f_i = -ε \log \sum_j b_j e^{(g_j - C_{ij})/ε}, \qquad
+              g_j = -ε \log \sum_i a_i e^{(f_i - C_{ij})/ε}
+
+    in the scaling form :math:`u = a / (\tilde K v)`,
+    :math:`v = b / (\tilde K^\top u)` of a row-normalised, periodically
+    re-absorbed kernel (see the module docstring). Stable for small ``ε``
+    (tested down to ``1e-3 * mean(C)``).
+
+    Parameters
+    ----------
+    C : array-like of shape (n, m)
+        Cost matrix (float32 or float64; other numbers are cast to float64).
+    epsilon : float
+        Entropic regularisation :math:`ε > 0` (absolute).
+    a, b : array-like of shape (n,) and (m,), default=None
+        Non-negative weights summing to 1; uniform when ``None``. Points with
+        zero weight get the :math:`c`-transform potential and no mass.
+    tol : float, default=1e-6
+        Stop when :math:`\|P 1_m - a\|_1 \le` ``tol`` (checked every
+        iteration, at no extra cost). With ``dtype=float32`` tolerances below
+        about 1e-7 may be unreachable.
+    max_iter : int, default=1000
+        Maximum number of iterations.
+    f_init, g_init : array-like, default=None
+        Warm-start potentials. ``g_init`` (with or without ``f_init``) is used
+        as given; ``f_init`` alone seeds ``g`` through a max c-transform.
+    dtype : {None, float32, float64}, default=None
+        Precision of the stored kernel (``None``: the dtype of ``C``). float32
+        halves memory traffic; potentials are accumulated in float64 either way.
+    warn : bool, default=True
+        Emit a :class:`~sklearn.exceptions.ConvergenceWarning` when ``tol`` is
+        not reached.
+    verbose : bool, default=False
+        Print the marginal error ten times during the run.
+
+    Returns
+    -------
+    result : SinkhornResult
+        Potentials (float64), iteration count, convergence flag, final
+        row-marginal error, and ``cost`` =
+        :math:`\langle a,f\rangle+\langle b,g\rangle`.
+    """
+    C = _check_cost(C)
+    epsilon = _check_epsilon(epsilon)
+    n, m = C.shape
+    a = _check_weights(a, n, "a")
+    b = _check_weights(b, m, "b")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol > 0:
+        raise ValueError(f"tol must be a positive float, got {tol!r}.")
+    if (
+        isinstance(max_iter, bool)
+        or not isinstance(max_iter, numbers.Integral)
+        or max_iter < 1
+    ):
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
+    f_init = _check_potential(f_init, n, "f_init")
+    g_init = _check_potential(g_init, m, "g_init")
+    kdtype = _kernel_dtype(dtype, C)
+
+    rows = np.flatnonzero(a > 0)
+    cols = np.flatnonzero(b > 0)
+    full = rows.size == n and cols.size == m
+    if full:
+        Cs, a_s, b_s, fi, gi = C, a, b, f_init, g_init
+    else:
+        # Zero-weight points carry no mass: solve on the support, then give
+        # them their c-transform potential.
+        Cs = np.ascontiguousarray(C[np.ix_(rows, cols)])
+        a_s, b_s = a[rows], b[cols]
+        fi = None if f_init is None else f_init[rows]
+        gi = None if g_init is None else g_init[cols]
+    f_s, g_s, n_iter, converged, err, n_abs = _solve(
+        Cs, epsilon, a_s, b_s, float(tol), int(max_iter), fi, gi, kdtype, verbose
+    )
+    if full:
+        f, g = f_s, g_s
+    else:
+        f = np.empty(n)
+        g = np.empty(m)
+        f[rows], g[cols] = f_s, g_s
+        zr = np.flatnonzero(a == 0)
+        zc = np.flatnonzero(b == 0)
+        if zr.size:
+            f[zr] = lse_potential(C[np.ix_(zr, cols)], g_s, epsilon, b_s)
+        if zc.size:
+            g[zc] = lse_potential(C[np.ix_(rows, zc)].T, f_s, epsilon, a_s)
+
+    if not converged and warn:
+        warnings.warn(
+            f"Sinkhorn did not converge: marginal error {err:.3e} > tol={tol:.1e} "
+            f"after {n_iter} iterations (epsilon={epsilon:.4g}). Increase max_iter, "
+            "or use a larger epsilon (convergence slows down roughly like "
+            "max(C) / epsilon).",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return SinkhornResult(
+        f=f,
+        g=g,
+        n_iter=n_iter,
+        converged=converged,
+        marginal_error=err,
+        epsilon=epsilon,
+        a=a,
+        b=b,
+        n_absorptions=n_abs,
+    )
+
+
+# --------------------------------------------------------------------------
+# Out-of-sample potentials and Gibbs weights
+# --------------------------------------------------------------------------
+def _lse_inputs(C, g, epsilon, b):
+    C = _check_cost(C, "C_new")
+    epsilon = _check_epsilon(epsilon)
+    m = C.shape[1]
+    b = _check_weights(b, m, "b")
+    g = _check_potential(g, m, "g")
+    if g is None:
+        raise ValueError("g is required.")
+    # Zero-weight columns get -inf log-weight; a large negative finite value
+    # keeps the fastmath kernels valid and gives them exactly zero weight.
+    beta = np.maximum(g / epsilon + _safe_log(b), -1e300)
+    if not np.any(b > 0):
+        raise ValueError("b has no positive weight.")
+    return C, epsilon, beta
+
+
+def lse_potential(C_new, g, epsilon, b=None):
+    r"""Entropic :math:`c`-transform of ``g`` at new points (rows of ``C_new``).
+
+    .. math:: f(x_k) = -ε \log \sum_j b_j \exp\big((g_j - C_{kj}) / ε\big)
+
+    Parameters
+    ----------
+    C_new : array-like of shape (k, m)
+        Costs :math:`c(x_k, y_j)` from the new points to the support of ``g``.
+    g : array-like of shape (m,)
+        Potential on the target support.
+    epsilon : float
+        Entropic regularisation (> 0).
+    b : array-like of shape (m,), default=None
+        Target weights (uniform when ``None``).
+
+    Returns
+    -------
+    f : ndarray of shape (k,), float64
+    """
+    C, epsilon, beta = _lse_inputs(C_new, g, epsilon, b)
+    out = np.empty(C.shape[0])
+    _row_lse(C, beta, 1.0 / epsilon, out)
+    return -epsilon * out
+
+
+def gibbs_weights(C_new, g, epsilon, b=None):
+    r"""Gibbs weights and potential of new points (row-wise softmax).
+
+    .. math:: p_{kj} = \frac{b_j \exp((g_j - C_{kj})/ε)}
+                            {\sum_l b_l \exp((g_l - C_{kl})/ε)}, \qquad
+              f(x_k) = -ε \log \sum_j b_j \exp((g_j - C_{kj})/ε)
+
+    These are the weights of the entropic map
+    :math:`T(x) = x - \operatorname{prox}_τ(\sum_j p_j(x) ∇h(x - y_j))`.
+    Computed by a parallel, max-shifted (overflow-free) softmax.
+
+    Parameters
+    ----------
+    C_new : array-like of shape (k, m)
+        Costs from the new points to the support of ``g``.
+    g : array-like of shape (m,)
+        Target potential.
+    epsilon : float
+        Entropic regularisation (> 0).
+    b : array-like of shape (m,), default=None
+        Target weights (uniform when ``None``).
+
+    Returns
+    -------
+    P : ndarray of shape (k, m)
+        Row-stochastic weights, dtype of ``C_new`` (float32 or float64).
+    f : ndarray of shape (k,), float64
+        The potential :math:`f(x_k)`.
+    """
+    C, epsilon, beta = _lse_inputs(C_new, g, epsilon, b)
+    P = np.empty(C.shape, dtype=C.dtype)
+    out = np.empty(C.shape[0])
+    _row_softmax(C, beta, 1.0 / epsilon, P, out)
+    return P, -epsilon * out
+
+
+# --------------------------------------------------------------------------
+# Sinkhorn divergence
+# --------------------------------------------------------------------------
+def _check_cloud(Z, name):
+    Z = np.asarray(Z)
+    if Z.ndim != 2 or Z.shape[0] < 1:
+        raise ValueError(f"{name} must be a non-empty 2-d array, got shape {Z.shape}.")
+    Z = Z.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(Z)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return Z
+
+
+def sinkhorn_divergence(
+    X,
+    Y,
+    epsilon=None,
+    relative_epsilon=0.1,
+    cost=None,
+    a=None,
+    b=None,
+    *,
+    tol=1e-6,
+    max_iter=2000,
+    warn=True,
+):
+    r"""Debiased Sinkhorn divergence between two point clouds.
+
+    .. math:: S_ε(a, b) = \mathrm{OT}_ε(a, b) - ½\mathrm{OT}_ε(a, a)
+              - ½\mathrm{OT}_ε(b, b),
+              \qquad \mathrm{OT}_ε = \langle a, f\rangle + \langle b, g\rangle
+
+    (Feydy et al. 2019, with the entropic value including the entropy term).
+    ``S_ε >= 0``, ``= 0`` iff the measures coincide, and for a cloud and its
+    translate by ``t`` with cost ``½‖x - y‖²`` it equals ``½‖t‖²`` for every ε.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        First cloud (e.g. mapped source points).
+    Y : array-like of shape (m, d)
+        Second cloud (e.g. target points).
+    epsilon : float, default=None
+        Absolute regularisation; ``None`` means ``relative_epsilon`` times the
+        (unweighted) mean of the cost matrix of ``Y`` with itself (the
+        evaluation protocol of Cuturi, Klein & Ablin 2023).
+    relative_epsilon : float, default=0.1
+        See ``epsilon``.
+    cost : TranslationInvariantCost or callable, default=None
+        Ground cost: ``None`` is ``½‖x - y‖²``; a cost object from
+        :mod:`skmonge.costs` (its ``cost_matrix`` is used) or a function
+        ``cost(X, Y) -> (n, m)``.
+    a, b : array-like, default=None
+        Weights of ``X`` and ``Y`` (uniform when ``None``).
+    tol, max_iter, warn
+        Stopping rule and warning switch of each of the three solves. The two
+        symmetric terms use the averaged update :math:`f \leftarrow ½(f + T(f))`
+        (plain alternating Sinkhorn oscillates on symmetric problems).
+
+    Returns
+    -------
+    divergence : float
+    """
+    X = _check_cloud(X, "X")
+    Y = _check_cloud(Y, "Y")
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"X and Y must have the same number of features, got {X.shape[1]} "
+            f"and {Y.shape[1]}."
+        )
+    from .costs import SqEuclidean, TranslationInvariantCost
+
+    if cost is None:
+        cost = SqEuclidean()
+    if isinstance(cost, TranslationInvariantCost):
+        cost_fn = cost.cost_matrix
+    elif callable(cost):
+        cost_fn = cost
+    else:
+        raise ValueError(
+            f"cost must be None, a TranslationInvariantCost or a callable, got "
+            f"{cost!r}."
+        )
+    a = _check_weights(a, X.shape[0], "a")
+    b = _check_weights(b, Y.shape[0], "b")
+    C_yy = _check_cost(cost_fn(Y, Y), "cost(Y, Y)")
+    if epsilon is None:
+        rel = _check_epsilon(relative_epsilon)
+        epsilon = rel * float(C_yy.mean(dtype=np.float64))
+        if not epsilon > 0:
+            # Y is one repeated point: use the cross costs instead.
+            epsilon = rel * float(np.mean(cost_fn(X, Y), dtype=np.float64))
+        if not epsilon > 0:
+            return 0.0  # both clouds are the same single point
+    epsilon = _check_epsilon(epsilon)
+    ot_xy = sinkhorn(
+        cost_fn(X, Y), epsilon, a, b, tol=tol, max_iter=max_iter, warn=warn
+    ).cost
+    ot_xx = _symmetric_value(cost_fn(X, X), epsilon, a, tol, max_iter, warn)
+    ot_yy = _symmetric_value(C_yy, epsilon, b, tol, max_iter, warn)
+    return float(ot_xy - 0.5 * (ot_xx + ot_yy))
+
+
+def _symmetric_value(C, epsilon, a, tol, max_iter, warn):
+    r""":math:`\mathrm{OT}_ε(a, a)` for a symmetric cost (zero weights dropped)."""
+    C = _check_cost(C)
+    keep = np.flatnonzero(a > 0)
+    if keep.size < a.size:
+        C = np.ascontiguousarray(C[np.ix_(keep, keep)])
+        a = a[keep]
+    _, value, n_iter, converged, err = _solve_symmetric(
+        C, epsilon, a, float(tol), int(max_iter), C.dtype
+    )
+    if not converged and warn:
+        warnings.warn(
+            f"Symmetric Sinkhorn did not converge: marginal error {err:.3e} > "
+            f"tol={tol:.1e} after {n_iter} iterations (epsilon={epsilon:.4g}). "
+            "Increase max_iter or epsilon.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return value
