@@ -5,10 +5,34 @@ Public estimators
 EntropicSparseMap
     Entropic Monge maps for elastic costs ``½‖·‖² + γτ`` (ℓ1, STVS,
     k-overlap), Cuturi, Klein & Ablin (2023).
+
+Submodules: :mod:`skmonge.costs`, :mod:`skmonge.sinkhorn`,
+:mod:`skmonge.metrics`, :mod:`skmonge.datasets`.
+
+Estimators are imported on first access: scikit-learn alone takes about 2 s
+to import on a small machine, and ``import skmonge`` should stay instant
+(and never import torch).
 """
 
-from .entropic import EntropicSparseMap
+import importlib
 
 __version__ = "0.1.0"
 
+_LAZY = {"EntropicSparseMap": "skmonge.entropic"}
+_SUBMODULES = {"costs", "sinkhorn", "metrics", "datasets"}
+
 __all__ = ["EntropicSparseMap", "__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"skmonge.{name}")
+    raise AttributeError(f"module 'skmonge' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

@@ -1,0 +1,51 @@
+"""Package-level promises: a light import and the demo entry point."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+
+def test_import_is_light_and_never_imports_torch():
+    code = (
+        "import sys, time; t = time.perf_counter(); import skmonge; "
+        "dt = time.perf_counter() - t; "
+        "print(dt, 'torch' in sys.modules, 'sklearn' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert float(out[0]) < 1.0
+    assert out[1:] == ["False", "False"]
+
+
+def test_lazy_public_names():
+    import skmonge
+
+    assert skmonge.EntropicSparseMap.__name__ == "EntropicSparseMap"
+    assert callable(skmonge.metrics.nmse)
+    with pytest.raises(AttributeError):
+        skmonge.NotAThing  # noqa: B018
+
+
+@pytest.mark.slow
+def test_demo_prints_table_and_writes_figure(tmp_path, capsys):
+    from skmonge.demo import run_demo
+
+    grid = (("sqeuclidean", None), ("elastic_l1", 1.0), ("elastic_stvs", 1.0))
+    output = tmp_path / "demo.png"
+    start = time.perf_counter()
+    rows = run_demo(output=str(output), grid=grid, verbose=False)
+    assert time.perf_counter() - start < 120
+    printed = capsys.readouterr().out
+    assert "elastic_stvs" in printed and "ISG15" in printed
+    assert output.stat().st_size > 10_000
+    dense, l1, stvs = rows
+    # the l2 map moves nearly every (cell, gene); the elastic ones a small part
+    assert dense["nonzero"] > 0.9
+    assert l1["nonzero"] < 0.2 and stvs["nonzero"] < 0.2
+    # interferon genes lead the gene ranking of the sparse maps
+    assert {"ISG15", "IFI6"} <= set(stvs["top_genes"])
+    assert np.isfinite(l1["divergence"]) and l1["rbo"] > 0.5
