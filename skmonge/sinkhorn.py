@@ -64,6 +64,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 from sklearn.exceptions import ConvergenceWarning
+from tqdm.auto import tqdm
 
 __all__ = [
     "SinkhornResult",
@@ -764,7 +765,10 @@ def _solve_impl(C, epsilon, a, b, tol, max_iter, f_init, g_init, kdtype, verbose
     n_iter = 0
     valid = False  # whether (u, v) came out of a full iteration
     err = np.inf
-    report = max(1, max_iter // 10) if verbose else 0
+    # tqdm progress (verbose only): refresh every few iterations so that the
+    # bar costs nothing next to an iteration even on small problems.
+    progress = tqdm(total=max_iter, desc="sinkhorn", disable=not verbose, leave=False)
+    report = 10
     while True:
         err, umin, umax = st.step()
         if valid and err <= tol:
@@ -780,8 +784,9 @@ def _solve_impl(C, epsilon, a, b, tol, max_iter, f_init, g_init, kdtype, verbose
         vmin, vmax = st.commit()
         n_iter += 1
         valid = True
-        if report and n_iter % report == 0:
-            print(f"sinkhorn: iter {n_iter:6d}  marginal error {err:.3e}")
+        if verbose and n_iter % report == 0:
+            progress.update(report)
+            progress.set_postfix_str(f"marginal error {err:.2e}", refresh=False)
         bound = st.bound
         if not (np.isfinite(vmax) and vmin > 0):
             # A column of the kernel underflowed (stale g, e.g. a poor
@@ -793,6 +798,7 @@ def _solve_impl(C, epsilon, a, b, tol, max_iter, f_init, g_init, kdtype, verbose
             # Absorb: alpha + log u and beta + log v become the new scalings.
             st.build(st.alpha + np.log(st.u), beta=st.beta + np.log(st.v))
             n_abs += 1
+    progress.close()
     f, g = st.potentials(epsilon)
     return f, g, n_iter, bool(valid and err <= tol), float(err), n_abs
 
@@ -900,7 +906,7 @@ def sinkhorn(
         Emit a :class:`~sklearn.exceptions.ConvergenceWarning` when ``tol`` is
         not reached.
     verbose : bool, default=False
-        Print the marginal error ten times during the run.
+        Show a tqdm progress bar with the current marginal error.
 
     Returns
     -------
