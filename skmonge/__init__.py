@@ -7,7 +7,9 @@ EntropicSparseMap
     k-overlap), Cuturi, Klein & Ablin (2023).
 
 Submodules: :mod:`skmonge.costs`, :mod:`skmonge.sinkhorn`,
-:mod:`skmonge.metrics`, :mod:`skmonge.datasets`.
+:mod:`skmonge.metrics`, :mod:`skmonge.datasets`, :mod:`skmonge.inspection`
+(per-gene displacement reports), :mod:`skmonge.plotting`, :mod:`skmonge.sc`
+(AnnData).
 
 Estimators are imported on first access: scikit-learn alone takes about 2 s
 to import on a small machine, and ``import skmonge`` should stay instant
@@ -19,7 +21,15 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {"EntropicSparseMap": "skmonge.entropic"}
-_SUBMODULES = {"costs", "sinkhorn", "metrics", "datasets"}
+_SUBMODULES = {
+    "costs",
+    "sinkhorn",
+    "metrics",
+    "datasets",
+    "inspection",
+    "plotting",
+    "sc",
+}
 
 __all__ = ["EntropicSparseMap", "__version__"]
 

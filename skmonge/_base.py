@@ -5,15 +5,42 @@ label vector ``y`` (the layout of ``adata.X`` / ``adata.obs["condition"]``),
 so that ``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` can split and
 pass the data unchanged. This module is the one place that turns ``(X, y)``
 into a source and a target sample.
+
+Sparse input (``scipy.sparse``, any format; validated to CSR) is accepted
+everywhere. Only the fitted source and target samples, which are the model,
+are stored dense; new points are densified a chunk of rows at a time (see
+:func:`dense_rows`), so a large sparse ``adata.X`` is never densified whole.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = ["BaseMonge"]
+
+
+def dense_rows(X, start, stop, dtype):
+    """Rows ``start:stop`` of ``X`` as a C-contiguous dense array of ``dtype``.
+
+    ``X`` is a validated ndarray or CSR matrix. For CSR only the requested
+    rows are densified: this is the one place where new (sparse) points are
+    turned dense, and map evaluation calls it once per chunk of rows so that
+    the memory used is bounded by the chunk, not by ``X``.
+    """
+    rows = X[start:stop]
+    if sp.issparse(rows):
+        # toarray() builds a fresh C-ordered array; the cast is then free
+        # when the dtypes already agree.
+        return rows.toarray().astype(dtype, copy=False)
+    return np.ascontiguousarray(rows, dtype=dtype)
+
+
+def _dense(X):
+    """``X`` (ndarray or CSR) as a dense array, keeping its dtype."""
+    return X.toarray() if sp.issparse(X) else X
 
 
 def resolve_labels(y, source, target):
@@ -61,10 +88,18 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     input validation, ``score`` and the feature-name plumbing
     (``get_feature_names_out`` returns the input names: a map keeps the
     feature space).
+
+    ``X`` may be a ``scipy.sparse`` matrix or array of any format (converted
+    to CSR by the validation, never modified in place). ``_transform_array``
+    then receives either an ndarray or a CSR matrix and must densify it
+    chunk by chunk with :func:`dense_rows`.
     """
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        # Sparse X is accepted (and densified per chunk); this also makes
+        # sklearn's check_estimator_sparse_* checks fit on sparse data.
+        tags.input_tags.sparse = True
         tags.target_tags.required = True
         tags.target_tags.one_d_labels = True
         return tags
@@ -73,11 +108,16 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _validate_fit_input(self, X, y):
         """Validate ``(X, y)`` and split ``X`` into source and target rows.
 
+        ``X`` may be sparse: the two selected samples are then densified
+        (they are the ``n_source x d`` and ``n_target x d`` point clouds the
+        fitted map stores and the numba kernels read); rows with other labels
+        are never densified.
+
         Returns
         -------
         X_source, X_target : ndarray
-            Copies-on-need of the rows labelled ``source`` / ``target``; the
-            caller's arrays are never written to.
+            Dense copies-on-need of the rows labelled ``source`` / ``target``;
+            the caller's arrays are never written to.
         """
         if y is None:
             raise ValueError(
@@ -89,6 +129,7 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             X,
             y,
             reset=True,
+            accept_sparse="csr",
             dtype=[np.float64, np.float32],
             ensure_min_samples=2,
             y_numeric=False,
@@ -96,7 +137,7 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         )
         source, target = resolve_labels(y, self.source, self.target)
         self.source_label_, self.target_label_ = source, target
-        X_source, X_target = X[y == source], X[y == target]
+        X_source, X_target = _dense(X[y == source]), _dense(X[y == target])
         for name, part in (("source", X_source), ("target", X_target)):
             if part.shape[0] < 2:
                 raise ValueError(
@@ -106,11 +147,18 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return X_source, X_target
 
     def _validate_transform_input(self, X):
+        """Validated ``X``: a float ndarray, or a CSR matrix (left sparse)."""
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return validate_data(
+            self, X, reset=False, accept_sparse="csr", dtype=[np.float64, np.float32]
+        )
 
     def _split_fitted_labels(self, X, y):
-        """Split ``(X, y)`` with the labels resolved at fit time (for scoring)."""
+        """Split ``(X, y)`` with the labels resolved at fit time (for scoring).
+
+        Both returned samples are dense arrays, also for sparse ``X``: the
+        Sinkhorn divergence that scores them works on dense point clouds.
+        """
         check_is_fitted(self)
         if y is None:
             raise ValueError("Scoring needs y, the population label of each row.")
@@ -120,8 +168,8 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"X has {np.shape(X)[0]} rows but y has {y.shape[0]} labels."
             )
         X = self._validate_transform_input(X)
-        X_source = X[y == self.source_label_]
-        X_target = X[y == self.target_label_]
+        X_source = _dense(X[y == self.source_label_])
+        X_target = _dense(X[y == self.target_label_])
         for name, part in (("source", X_source), ("target", X_target)):
             if part.shape[0] < 2:
                 raise ValueError(
@@ -134,12 +182,14 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Sparse input is densified one chunk of rows at a time.
 
         Returns
         -------
         X_mapped : ndarray of shape (n_samples, n_features)
-            Same floating dtype as ``X`` (float32 stays float32).
+            Dense (the image of a sparse point is dense in general), with the
+            floating dtype of ``X`` (float32 stays float32).
         """
         return self._transform_array(self._validate_transform_input(X))
 
@@ -155,8 +205,9 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Pooled held-out rows.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Pooled held-out rows. For sparse ``X`` the scored source and
+            target rows are densified (the divergence compares dense clouds).
         y : array-like of shape (n_samples,)
             Labels; rows labelled with the fitted ``source`` label are mapped,
             rows with the ``target`` label are the reference, others ignored.

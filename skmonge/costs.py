@@ -353,8 +353,7 @@ def make_cost(cost, gamma=1.0, k=None):
 
     Parameters
     ----------
-    cost : {"sqeuclidean", "elastic_l1", "elastic_stvs", "elastic_kovlp"} or \
-            TranslationInvariantCost
+    cost : str or TranslationInvariantCost
         Name of the cost, or an instance (returned unchanged).
     gamma : float
         Regularisation strength of elastic costs (ignored by ``"sqeuclidean"``).

@@ -14,6 +14,11 @@ principles since ``∇h* = prox_τ`` for ``h = ½‖·‖² + τ``) is
 
 and its displacement is exactly zero on the coordinates that ``prox_τ``
 thresholds.
+
+Sparse input (``scipy.sparse``, e.g. ``adata.X``) is accepted by ``fit`` and by
+every map method. ``fit`` densifies the source and target rows, which are the
+fitted model (``source_``, ``target_``); the map methods densify new points
+one chunk of ``batch_size`` rows at a time and return dense arrays.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._base import BaseMonge
+from ._base import BaseMonge, dense_rows
 from .costs import TranslationInvariantCost, make_cost
 from .sinkhorn import gibbs_weights, sinkhorn
 
@@ -48,10 +53,10 @@ class EntropicSparseMap(BaseMonge):
 
     Parameters
     ----------
-    cost : {"elastic_l1", "elastic_stvs", "elastic_kovlp", "sqeuclidean"} or \
-            TranslationInvariantCost, default="elastic_l1"
-        Ground cost ``h``. A cost object is used as given (``gamma`` and ``k``
-        are then ignored).
+    cost : str or TranslationInvariantCost, default="elastic_l1"
+        Ground cost ``h``: ``"elastic_l1"``, ``"elastic_stvs"``,
+        ``"elastic_kovlp"``, ``"sqeuclidean"``, or a cost object, used as
+        given (``gamma`` and ``k`` are then ignored).
     gamma : float, default=1.0
         Strength of the sparsifying regulariser (> 0). Larger values give
         sparser (eventually null) displacements.
@@ -74,7 +79,8 @@ class EntropicSparseMap(BaseMonge):
         (0/False is the source).
     batch_size : int, default=None
         Rows per chunk when evaluating the map; ``None`` picks a chunk that
-        keeps the temporaries around 64 MiB.
+        keeps the temporaries around 64 MiB. Sparse input is densified one
+        such chunk at a time.
     verbose : bool, default=False
         Show progress bars during fit and map evaluation.
 
@@ -85,9 +91,11 @@ class EntropicSparseMap(BaseMonge):
     epsilon_ : float
         Entropic regularisation actually used.
     source_ : ndarray of shape (n_source, n_features)
-        Fitted source sample (needed by ``inverse_transform``).
+        Fitted source sample (needed by ``inverse_transform``); dense even
+        when ``X`` was sparse.
     target_ : ndarray of shape (n_target, n_features)
-        Fitted target sample (needed by ``transform``).
+        Fitted target sample (needed by ``transform``); dense even when ``X``
+        was sparse.
     potential_source_, potential_target_ : ndarray
         Dual potentials ``f`` (on ``source_``) and ``g`` (on ``target_``),
         float64, with the plan ``P_ij = a_i b_j exp((f_i + g_j - C_ij)/ε)``.
@@ -163,8 +171,10 @@ class EntropicSparseMap(BaseMonge):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Both populations, pooled.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Both populations, pooled. With sparse ``X`` only the source and
+            target rows are densified (they are stored as ``source_`` and
+            ``target_``).
         y : array-like of shape (n_samples,)
             Population label of each row (see ``source`` / ``target``).
 
@@ -205,7 +215,12 @@ class EntropicSparseMap(BaseMonge):
         per_row = itemsize * (2 * n_other + 3 * n_features)
         return int(max(1, min(4096, _CHUNK_BYTES // per_row)))
 
-    def _entropic_map(self, X, support, potential, desc):
+    def _map_chunk_rows(self, X):
+        """Rows per chunk for map evaluation of ``X`` (ndarray or CSR)."""
+        dtype = np.result_type(X.dtype, self.target_.dtype)
+        return self._chunk_rows(self.target_.shape[0], X.shape[1], dtype.itemsize)
+
+    def _entropic_map(self, X, support, potential, desc, displacement=False):
         r"""Generic entropic map from ``X`` towards the cloud ``support``.
 
         Evaluates, chunk by chunk,
@@ -213,6 +228,12 @@ class EntropicSparseMap(BaseMonge):
         :math:`p_j(x) ∝ \exp((φ_j - h(x - s_j))/ε)`, ``φ`` the potential on
         ``support``. All built-in costs are even, ``h(-z) = h(z)``, so the same
         expression gives the backward map from the other potential.
+
+        ``X`` is an ndarray or a CSR matrix; each chunk of rows is densified
+        on its own, so sparse ``X`` is never densified whole (the dense
+        output is). With ``displacement=True`` the chunk's
+        ``T(x) - x`` is returned instead of ``T(x)``, computed from the
+        densified chunk so that no dense copy of ``X`` is needed.
         """
         cost = self.cost_
         dtype = np.result_type(X.dtype, support.dtype)
@@ -223,11 +244,14 @@ class EntropicSparseMap(BaseMonge):
         for start in tqdm(
             starts, desc=desc, disable=not self.verbose or len(starts) < 2
         ):
-            rows = np.ascontiguousarray(X[start : start + step], dtype=dtype)
+            rows = dense_rows(X, start, start + step, dtype)
             C = cost.cost_matrix(rows, support)
             P, _ = gibbs_weights(C, potential, self.epsilon_)
             grad = cost.grad_h_aggregate(rows, support, P.astype(dtype, copy=False))
-            out[start : start + step] = rows - cost.prox(grad)
+            mapped = rows - cost.prox(grad)
+            # (x - prox) - x rather than -prox: the displacement is then
+            # exactly T(x) - x as transform returns it, bit for bit.
+            out[start : start + step] = mapped - rows if displacement else mapped
         return out
 
     def _transform_array(self, X):
@@ -241,11 +265,13 @@ class EntropicSparseMap(BaseMonge):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Sparse input is densified one chunk of rows at a time.
 
         Returns
         -------
         X_mapped : ndarray of shape (n_samples, n_features)
+            Dense, with the floating dtype of ``X``.
         """
         X = self._validate_transform_input(X)
         return self._entropic_map(
@@ -265,8 +291,9 @@ class EntropicSparseMap(BaseMonge):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Source points.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Source points; sparse input is densified one chunk of rows at a
+            time (the output is dense).
         t : float or array-like of floats in [0, 1]
             Interpolation time(s).
 
@@ -286,20 +313,41 @@ class EntropicSparseMap(BaseMonge):
             or np.any(times > 1)
         ):
             raise ValueError("t must be a scalar or 1-d array of times in [0, 1].")
-        mapped = self._transform_array(X)
-        grad_start = self.cost_.grad_h(X)
-        grad_end = self.cost_.grad_h(mapped)
-        paths = np.stack(
-            [
-                self.cost_.prox((1.0 - s) * grad_start + s * grad_end).astype(
-                    X.dtype, copy=False
+        steps = np.atleast_1d(times)
+        paths = np.empty((steps.size,) + X.shape, dtype=X.dtype)
+        # Same chunks as the map itself: every row's path only depends on the
+        # row, and sparse X is densified one chunk at a time.
+        chunk = self._map_chunk_rows(X)
+        for start in range(0, X.shape[0], chunk):
+            rows = dense_rows(X, start, start + chunk, X.dtype)
+            grad_start = self.cost_.grad_h(rows)
+            grad_end = self.cost_.grad_h(self._transform_array(rows))
+            for i, s in enumerate(steps):
+                paths[i, start : start + chunk] = self.cost_.prox(
+                    (1.0 - s) * grad_start + s * grad_end
                 )
-                for s in np.atleast_1d(times)
-            ]
-        )
         return paths[0] if times.ndim == 0 else paths
 
     def displacement(self, X):
-        """Displacement ``T(x) - x`` of every row of ``X`` (sparse for elastic h)."""
+        """Displacement ``T(x) - x`` of every row of ``X`` (sparse for elastic h).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Source points; sparse input is densified one chunk of rows at a
+            time.
+
+        Returns
+        -------
+        delta : ndarray of shape (n_samples, n_features)
+            Dense array (most entries are exact zeros for elastic costs),
+            equal to ``transform(X) - X``.
+        """
         X = self._validate_transform_input(X)
-        return self._transform_array(X) - X
+        return self._entropic_map(
+            X,
+            self.target_,
+            self.potential_target_,
+            "displacement",
+            displacement=True,
+        )

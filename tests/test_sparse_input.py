@@ -1,0 +1,192 @@
+"""Sparse (scipy.sparse) input to EntropicSparseMap: same results as dense,
+dtype kept, nothing mutated, new points densified one chunk at a time."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+from skmonge import EntropicSparseMap
+
+
+def _sparse_data(n=40, d=12, density=0.35, seed=0, dtype=np.float64):
+    """Two populations of non-negative, mostly-zero 'expression' rows."""
+    rng = np.random.default_rng(seed)
+    X = rng.exponential(size=(2 * n, d))
+    X[n:, :2] += 2.0  # the target population is shifted on two features
+    X[rng.random(X.shape) > density] = 0.0
+    return X.astype(dtype), np.repeat([0, 1], n)
+
+
+def _all_outputs(est, X, y, Xnew):
+    return {
+        "transform": est.transform(Xnew),
+        "inverse_transform": est.inverse_transform(Xnew),
+        "displacement": est.displacement(Xnew),
+        "interpolate": est.interpolate(Xnew, [0.0, 0.4, 1.0]),
+        "score": np.array(est.score(X, y)),
+    }
+
+
+@pytest.mark.parametrize("cost", ["elastic_l1", "elastic_stvs", "sqeuclidean"])
+def test_sparse_fit_and_maps_equal_dense(cost):
+    X, y = _sparse_data()
+    Xs = sp.csr_matrix(X)
+    dense = EntropicSparseMap(cost=cost, gamma=0.3).fit(X, y)
+    sparse = EntropicSparseMap(cost=cost, gamma=0.3).fit(Xs, y)
+    # The stored model is the dense source / target sample.
+    assert isinstance(sparse.source_, np.ndarray)
+    np.testing.assert_array_equal(sparse.source_, X[y == 0])
+    np.testing.assert_array_equal(sparse.target_, X[y == 1])
+    np.testing.assert_allclose(
+        sparse.potential_target_, dense.potential_target_, rtol=1e-12, atol=1e-12
+    )
+    assert sparse.epsilon_ == pytest.approx(dense.epsilon_, rel=1e-14)
+    out_dense = _all_outputs(dense, X, y, X)
+    out_sparse = _all_outputs(sparse, Xs, y, Xs)
+    for name, value in out_dense.items():
+        assert type(out_sparse[name]) is np.ndarray, name
+        np.testing.assert_allclose(
+            out_sparse[name], value, rtol=1e-12, atol=1e-12, err_msg=name
+        )
+    # On one fitted model sparse and dense points go through the same
+    # arithmetic: the maps agree bit for bit.
+    np.testing.assert_array_equal(sparse.transform(Xs), sparse.transform(X))
+    np.testing.assert_array_equal(sparse.displacement(Xs), sparse.transform(X) - X)
+
+
+@pytest.mark.parametrize(
+    "container",
+    [sp.csc_matrix, sp.coo_matrix, sp.csr_array, sp.csc_array, sp.coo_array],
+)
+def test_other_sparse_formats_are_accepted(container):
+    X, y = _sparse_data(seed=3)
+    ref = EntropicSparseMap(gamma=0.5).fit(X, y)
+    est = EntropicSparseMap(gamma=0.5).fit(container(X), y)
+    np.testing.assert_allclose(est.potential_target_, ref.potential_target_, rtol=1e-12)
+    np.testing.assert_allclose(
+        est.transform(container(X[:7])), ref.transform(X[:7]), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(est.score(container(X), y), ref.score(X, y), rtol=1e-10)
+
+
+def test_float32_sparse_is_preserved():
+    X, y = _sparse_data(dtype=np.float32, seed=2)
+    Xs = sp.csr_matrix(X)
+    est = EntropicSparseMap(gamma=0.5).fit(Xs, y)
+    assert est.source_.dtype == np.float32 and est.target_.dtype == np.float32
+    for out in (
+        est.transform(Xs),
+        est.inverse_transform(Xs),
+        est.displacement(Xs),
+        est.interpolate(Xs, 0.5),
+    ):
+        assert out.dtype == np.float32
+    np.testing.assert_array_equal(est.transform(Xs), est.transform(X))
+
+
+def test_sparse_input_is_not_mutated():
+    X, y = _sparse_data(seed=3)
+    Xs = sp.csr_matrix(X)
+    # Non-canonical CSR (unsorted column indices in every row): validation,
+    # row slicing and toarray() must not sort the caller's arrays in place.
+    for i in range(Xs.shape[0]):
+        lo, hi = Xs.indptr[i], Xs.indptr[i + 1]
+        Xs.indices[lo:hi] = Xs.indices[lo:hi][::-1].copy()
+        Xs.data[lo:hi] = Xs.data[lo:hi][::-1].copy()
+    Xs.has_sorted_indices = False
+    saved = (Xs.data.copy(), Xs.indices.copy(), Xs.indptr.copy())
+    est = EntropicSparseMap(gamma=0.3).fit(Xs, y)
+    _all_outputs(est, Xs, y, Xs)
+    for before, after in zip(saved, (Xs.data, Xs.indices, Xs.indptr), strict=True):
+        np.testing.assert_array_equal(before, after)
+    assert not Xs.has_sorted_indices
+    # The reordered matrix still means X.
+    np.testing.assert_array_equal(
+        est.transform(Xs), EntropicSparseMap(gamma=0.3).fit(X, y).transform(X)
+    )
+
+
+@pytest.mark.parametrize("bad,match", [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_non_finite_sparse_values_raise(bad, match):
+    X, y = _sparse_data(seed=4)
+    X[5, np.flatnonzero(X[5])[0]] = bad  # a stored entry of the CSR
+    Xs = sp.csr_matrix(X)
+    with pytest.raises(ValueError, match=match):
+        EntropicSparseMap().fit(Xs, y)
+    est = EntropicSparseMap().fit(np.nan_to_num(X, posinf=0.0), y)
+    with pytest.raises(ValueError, match=match):
+        est.transform(Xs)
+    with pytest.raises(ValueError, match=match):
+        est.inverse_transform(Xs)
+
+
+class _ToarraySpy:
+    """Record the number of rows of every csr_matrix densified by toarray()."""
+
+    def __init__(self, monkeypatch):
+        self.rows = []
+        original = sp.csr_matrix.toarray
+
+        def toarray(matrix, *args, **kwargs):
+            self.rows.append(matrix.shape[0])
+            return original(matrix, *args, **kwargs)
+
+        monkeypatch.setattr(sp.csr_matrix, "toarray", toarray)
+
+
+def test_transform_densifies_sparse_input_chunk_by_chunk(monkeypatch):
+    X, y = _sparse_data(n=30, d=20, seed=5)
+    est = EntropicSparseMap(gamma=0.5, batch_size=64).fit(X, y)
+    rng = np.random.default_rng(6)
+    big = sp.random(1000, 20, density=0.1, random_state=rng, format="csr") * 5.0
+    expected = est.transform(big.toarray())
+    spy = _ToarraySpy(monkeypatch)
+    out = est.transform(big)
+    np.testing.assert_array_equal(out, expected)
+    assert spy.rows == [64] * 15 + [40]
+    for method in (est.inverse_transform, est.displacement):
+        spy.rows.clear()
+        method(big)
+        assert spy.rows == [64] * 15 + [40], method.__name__
+    spy.rows.clear()
+    est.interpolate(big, [0.5, 1.0])
+    assert max(spy.rows) == 64 and sum(spy.rows) == 1000
+
+
+def test_default_chunks_bound_the_densified_rows(monkeypatch):
+    # batch_size=None: rows per chunk follow from the 64 MiB budget
+    # (8 bytes * (2 * 25 + 3 * 3000) per row -> 926 rows here), so a
+    # 2000-row sparse matrix is densified in 3 pieces, never whole.
+    rng = np.random.default_rng(7)
+    X = sp.random(50, 3000, density=0.02, random_state=rng, format="csr")
+    y = np.repeat([0, 1], 25)
+    est = EntropicSparseMap(gamma=0.1).fit(X, y)
+    new = sp.random(2000, 3000, density=0.01, random_state=rng, format="csr")
+    spy = _ToarraySpy(monkeypatch)
+    est.transform(new)
+    assert spy.rows == [926, 926, 148]
+
+
+def test_cross_validation_on_sparse_matches_dense():
+    X, y = _sparse_data(n=45, d=6, seed=8)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    est = EntropicSparseMap(gamma=0.2)
+    dense = cross_val_score(est, X, y, cv=cv)
+    sparse = cross_val_score(est, sp.csr_matrix(X), y, cv=cv)
+    assert np.all(np.isfinite(dense))
+    np.testing.assert_allclose(sparse, dense, rtol=1e-10)
+
+
+def test_sparse_dataframe_keeps_gene_names():
+    pd = pytest.importorskip("pandas")
+    from skmonge.datasets import load_kang2018
+
+    X, y = load_kang2018("liger", as_frame=True, return_X_y=True)
+    assert all(isinstance(dt, pd.SparseDtype) for dt in X.dtypes)
+    est = EntropicSparseMap(gamma=1.0, source="control", target="stimulated").fit(X, y)
+    np.testing.assert_array_equal(est.get_feature_names_out(), X.columns)
+    Xc = X[(y == "control").to_numpy()].iloc[:20]
+    with pytest.warns(UserWarning, match="valid feature names"):
+        as_coo = est.transform(Xc.sparse.to_coo())
+    np.testing.assert_array_equal(est.transform(Xc), as_coo)
