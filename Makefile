@@ -28,3 +28,14 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# make docs -- the Sphinx documentation into doc/_build/html, warnings as errors
+# (the example scripts in doc/examples are included as source, not run)
+.PHONY: docs
+$(VENV)/.docs-installed: $(BIN)/activate setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	rm -rf doc/generated
+	$(BIN)/python -m sphinx -W --keep-going -b html doc doc/_build/html
