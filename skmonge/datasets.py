@@ -8,6 +8,8 @@ layout every skmonge estimator fits on, plus the ground-truth map.
 from __future__ import annotations
 
 import numbers
+import os
+import pathlib
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -131,13 +133,17 @@ def load_kang2018(subset="harmony", lognorm=True, as_frame=False, return_X_y=Fal
 
     Parameters
     ----------
-    subset : {"harmony", "liger"}, default="harmony"
+    subset : {"harmony", "liger"} or path-like, default="harmony"
         ``"harmony"``: 1000 + 1000 cells × 9015 genes, with inferred cell
-        types; ``"liger"``: 300 + 300 cells × 249 genes.
+        types; ``"liger"``: 300 + 300 cells × 249 genes. A path reads another
+        ``.npz`` of the same layout (e.g. the scGen subset used by the
+        benchmarks).
     lognorm : bool, default=True
-        Normalise each cell to 10,000 total counts and apply ``log1p`` (what
+        For files holding raw counts (``layer == "counts"``), normalise each
+        cell to 10,000 total counts and apply ``log1p`` (what
         ``sc.pp.normalize_total(target_sum=1e4); sc.pp.log1p`` does); else
-        return raw UMI counts.
+        return the counts. Files that are already log-normalised are
+        returned as stored.
     as_frame : bool, default=False
         Return ``data`` as a pandas DataFrame (sparse columns) indexed by
         barcode with gene names as columns, and ``target`` as a Series.
@@ -157,18 +163,23 @@ def load_kang2018(subset="harmony", lognorm=True, as_frame=False, return_X_y=Fal
     import scipy.sparse as sp
     from sklearn.utils import Bunch
 
-    if subset not in _KANG_SUBSETS:
-        raise ValueError(
-            f"subset must be one of {sorted(_KANG_SUBSETS)}, got {subset!r}."
-        )
     package_data = resources.files("skmonge") / "data"
-    with (package_data / _KANG_SUBSETS[subset]).open("rb") as handle:
+    if isinstance(subset, str) and subset in _KANG_SUBSETS:
+        source = package_data / _KANG_SUBSETS[subset]
+    elif isinstance(subset, (str, os.PathLike)) and os.path.isfile(subset):
+        source = pathlib.Path(subset)
+    else:
+        raise ValueError(
+            f"subset must be one of {sorted(_KANG_SUBSETS)} or the path of an "
+            f".npz file, got {subset!r}."
+        )
+    with source.open("rb") as handle:
         arrays = dict(np.load(handle, allow_pickle=False))
     X = sp.csr_matrix(
         (arrays["X_data"], arrays["X_indices"], arrays["X_indptr"]),
         shape=tuple(arrays["X_shape"]),
     )
-    if lognorm:
+    if lognorm and str(arrays["layer"]) == "counts":
         library_size = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
         X = (sp.diags(1e4 / library_size) @ X.astype(np.float64)).tocsr()
         X.data = np.log1p(X.data)
@@ -176,7 +187,7 @@ def load_kang2018(subset="harmony", lognorm=True, as_frame=False, return_X_y=Fal
     y = arrays["condition"].astype(object)
     genes = arrays["genes"].astype(object)
     cells = arrays["cells"].astype(object)
-    cell_type = arrays.get("cell_type_inferred")
+    cell_type = arrays.get("cell_type_inferred", arrays.get("cell_type"))
     if as_frame:
         import pandas as pd
 

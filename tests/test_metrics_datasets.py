@@ -99,3 +99,26 @@ def test_load_kang2018():
     assert ys.name == "condition"
     with pytest.raises(ValueError, match="subset"):
         load_kang2018("scgen")
+
+
+def test_load_kang2018_from_path_keeps_lognorm_files(tmp_path):
+    """A path loads another file; an already log-normalised layer is not redone."""
+    raw = load_kang2018("liger", lognorm=False)
+    X = raw.data.copy()
+    X.data = np.log1p(X.data)
+    path = tmp_path / "lognorm.npz"
+    np.savez(
+        path,
+        X_data=X.data,
+        X_indices=X.indices,
+        X_indptr=X.indptr,
+        X_shape=np.array(X.shape),
+        genes=np.asarray(raw.feature_names, str),
+        condition=np.asarray(raw.target, str),
+        cells=np.asarray(raw.cell_names, str),
+        layer=np.array("lognorm"),
+        cell_type=np.repeat("T", X.shape[0]),
+    )
+    data = load_kang2018(path)
+    np.testing.assert_array_equal(data.data.toarray(), X.toarray())
+    assert set(data.cell_type) == {"T"}
