@@ -44,6 +44,8 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic, overload
 
+from ._arrays import as_float_2d, common_float_dtype
+
 __all__ = [
     "KIND_L1",
     "KIND_STVS",
@@ -601,21 +603,6 @@ def _aggregate_kernel(X, Y, P, kind, gamma, prune, out):
 # ---------------------------------------------------------------------------
 
 
-def _as_float_2d(A, name, dtype=None):
-    """C-contiguous 2-d float32/float64 view or copy of ``A`` (never in place)."""
-    A = np.asarray(A)
-    if A.ndim != 2:
-        raise ValueError(f"{name} must be a 2-d array, got shape {A.shape}")
-    if dtype is None:
-        dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.float64
-    return np.ascontiguousarray(A, dtype=dtype)
-
-
-def _common_dtype(*arrays):
-    dt = np.result_type(*[np.asarray(a).dtype for a in arrays])
-    return dt if dt in (np.float32, np.float64) else np.dtype(np.float64)
-
-
 def _check_kind_gamma(kind, gamma):
     if kind not in (KIND_L1, KIND_STVS):
         raise ValueError(f"kind must be KIND_L1 (0) or KIND_STVS (1), got {kind!r}")
@@ -647,7 +634,7 @@ def separable_tau_rows(Z, kind, gamma):
     -------
     ndarray of shape (n,), dtype of ``Z``.
     """
-    Z = _as_float_2d(Z, "Z")
+    Z = as_float_2d(Z, "Z")
     _check_kind_gamma(kind, gamma)
     out = np.empty(Z.shape[0], dtype=np.float64)
     _tau_rows_kernel(Z, int(kind), Z.dtype.type(gamma), out)
@@ -669,7 +656,7 @@ def separable_grad_tau(Z, kind, gamma):
     -------
     ndarray of shape (n, d), dtype of ``Z``.
     """
-    Z = _as_float_2d(Z, "Z")
+    Z = as_float_2d(Z, "Z")
     _check_kind_gamma(kind, gamma)
     out = np.empty_like(Z)
     _grad_tau_kernel(Z, int(kind), Z.dtype.type(gamma), out)
@@ -693,9 +680,9 @@ def sqeuclidean_half(X, Y):
     -------
     ndarray of shape (n, m), common float dtype of X and Y.
     """
-    dt = _common_dtype(X, Y)
-    X = _as_float_2d(X, "X", dt)
-    Y = _as_float_2d(Y, "Y", dt)
+    dt = common_float_dtype(X, Y)
+    X = as_float_2d(X, "X", dt)
+    Y = as_float_2d(Y, "Y", dt)
     _check_same_d(X, Y)
     half = dt.type(0.5)
     xx = half * np.einsum("ij,ij->i", X, X)
@@ -732,9 +719,9 @@ def separable_tau_pairwise(X, Y, kind, gamma):
     -------
     ndarray of shape (n, m), common float dtype of X and Y.
     """
-    dt = _common_dtype(X, Y)
-    X = _as_float_2d(X, "X", dt)
-    Y = _as_float_2d(Y, "Y", dt)
+    dt = common_float_dtype(X, Y)
+    X = as_float_2d(X, "X", dt)
+    Y = as_float_2d(Y, "Y", dt)
     _check_same_d(X, Y)
     _check_kind_gamma(kind, gamma)
     acc = np.zeros((X.shape[0], Y.shape[0]), dtype=np.float64)
@@ -776,10 +763,10 @@ def separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=1e-12):
     -------
     ndarray of shape (n, d), common float dtype of X and Y.
     """
-    dt = _common_dtype(X, Y)
-    X = _as_float_2d(X, "X", dt)
-    Y = _as_float_2d(Y, "Y", dt)
-    P = _as_float_2d(P, "P", dt)
+    dt = common_float_dtype(X, Y)
+    X = as_float_2d(X, "X", dt)
+    Y = as_float_2d(Y, "Y", dt)
+    P = as_float_2d(P, "P", dt)
     _check_same_d(X, Y)
     _check_kind_gamma(kind, gamma)
     if P.shape != (X.shape[0], Y.shape[0]):

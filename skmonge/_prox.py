@@ -63,6 +63,8 @@ import numbers
 import numpy as np
 from numba import njit, prange
 
+from ._arrays import as_float_2d
+
 __all__ = [
     "soft_threshold",
     "stvs_prox",
@@ -93,16 +95,6 @@ _SORT = 1
 # --------------------------------------------------------------------------
 
 
-def _as_float_2d(Z, name="Z"):
-    """C-contiguous float32/float64 2-d view or copy of ``Z`` (ints -> float64)."""
-    Z = np.asarray(Z)
-    if Z.dtype not in (np.float32, np.float64):
-        Z = Z.astype(np.float64)
-    if Z.ndim != 2:
-        raise ValueError(f"{name} must be a 2-d array, got shape {Z.shape}.")
-    return np.ascontiguousarray(Z)
-
-
 def _f64(A):
     # the k-overlap kernels compute in float64 anyway; one compiled
     # specialisation instead of two halves the JIT time
@@ -123,7 +115,7 @@ def _check_k(k):
 
 
 def _pair(X, Y):
-    X, Y = _as_float_2d(X, "X"), _as_float_2d(Y, "Y")
+    X, Y = as_float_2d(X, "X"), as_float_2d(Y, "Y")
     if X.shape[1] != Y.shape[1]:
         raise ValueError(
             f"X and Y must have the same number of columns, got {X.shape[1]} "
@@ -195,7 +187,7 @@ def soft_threshold(Z, gamma):
     U : ndarray of shape (n, d)
         New array of the dtype of ``Z``; ``Z`` is not modified.
     """
-    Z = _as_float_2d(Z)
+    Z = as_float_2d(Z)
     gamma = _check_gamma(gamma)
     out = np.empty_like(Z)
     _soft_threshold_kernel(Z, gamma, out)
@@ -221,7 +213,7 @@ def stvs_prox(Z, gamma):
     U : ndarray of shape (n, d)
         New array of the dtype of ``Z``; ``Z`` is not modified.
     """
-    Z = _as_float_2d(Z)
+    Z = as_float_2d(Z)
     gamma = _check_gamma(gamma)
     out = np.empty_like(Z)
     _stvs_prox_kernel(Z, gamma, out)
@@ -730,7 +722,7 @@ def kovlp_prox(Z, gamma, k):
     U : ndarray of shape (n, d)
         New array of the dtype of ``Z``; ``Z`` is not modified.
     """
-    Z = _as_float_2d(Z)
+    Z = as_float_2d(Z)
     gamma = _check_gamma(gamma)
     k = _check_k(k)
     Z64 = _f64(Z)
@@ -761,7 +753,7 @@ def kovlp_sq_norm(Z, k):
     sq_norm : ndarray of shape (n,)
         Dtype of ``Z``.
     """
-    Z = _as_float_2d(Z)
+    Z = as_float_2d(Z)
     k = _check_k(k)
     out = np.empty(Z.shape[0])
     _kovlp_sq_norm_kernel(_f64(Z), k, _NEWTON, out)
@@ -787,7 +779,7 @@ def kovlp_grad_half_sq(Z, k):
     G : ndarray of shape (n, d)
         Dtype of ``Z``.
     """
-    Z = _as_float_2d(Z)
+    Z = as_float_2d(Z)
     k = _check_k(k)
     Z64 = _f64(Z)
     out = np.empty_like(Z64)
@@ -840,7 +832,7 @@ def kovlp_grad_aggregate(X, Y, P, k):
     """
     X, Y = _pair(X, Y)
     k = _check_k(k)
-    P = _as_float_2d(P, "P")
+    P = as_float_2d(P, "P")
     if P.shape != (X.shape[0], Y.shape[0]):
         raise ValueError(
             f"P must have shape {(X.shape[0], Y.shape[0])}, got {P.shape}."

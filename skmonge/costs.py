@@ -22,6 +22,7 @@ import numbers
 import numpy as np
 
 from . import _pairwise, _prox
+from ._arrays import as_float_2d, common_float_dtype
 
 __all__ = [
     "TranslationInvariantCost",
@@ -31,20 +32,6 @@ __all__ = [
     "ElasticKOverlap",
     "make_cost",
 ]
-
-
-def _as_float_2d(Z):
-    """``Z`` as a C-contiguous float32/float64 2-d array (copy only if needed)."""
-    Z = np.asarray(Z)
-    if Z.dtype not in (np.float32, np.float64):
-        Z = Z.astype(np.float64)
-    if Z.ndim != 2:
-        raise ValueError(f"Expected a 2-d array of row vectors, got shape {Z.shape}.")
-    return np.ascontiguousarray(Z)
-
-
-def _common_dtype(*arrays):
-    return np.result_type(*[a.dtype for a in arrays])
 
 
 class TranslationInvariantCost:
@@ -87,12 +74,12 @@ class TranslationInvariantCost:
     # ------------------------------------------------------------- derived
     def h(self, Z):
         r"""Cost of a displacement, :math:`h(z) = ½‖z‖² + τ(z)`, row-wise."""
-        Z = _as_float_2d(Z)
+        Z = as_float_2d(Z)
         return 0.5 * np.einsum("ij,ij->i", Z, Z) + self.tau(Z)
 
     def grad_h(self, Z):
         r""":math:`∇h(z) = z + ∇τ(z)`, row-wise."""
-        Z = _as_float_2d(Z)
+        Z = as_float_2d(Z)
         return Z + self.grad_tau(Z)
 
     def __call__(self, x, y):
@@ -108,8 +95,8 @@ class TranslationInvariantCost:
         The quadratic part goes through BLAS, the regulariser through a
         parallel numba kernel; no n×m×d temporary is formed.
         """
-        X, Y = _as_float_2d(X), _as_float_2d(Y)
-        dtype = _common_dtype(X, Y)
+        X, Y = as_float_2d(X), as_float_2d(Y)
+        dtype = common_float_dtype(X, Y)
         X, Y = X.astype(dtype, copy=False), Y.astype(dtype, copy=False)
         C = _pairwise.sqeuclidean_half(X, Y)
         if not self.is_quadratic:
@@ -124,8 +111,8 @@ class TranslationInvariantCost:
 
         with ``P`` the Gibbs weights :math:`p_j(x_i)` (rows sum to one).
         """
-        X, Y = _as_float_2d(X), _as_float_2d(Y)
-        dtype = _common_dtype(X, Y)
+        X, Y = as_float_2d(X), as_float_2d(Y)
+        dtype = common_float_dtype(X, Y)
         X, Y = X.astype(dtype, copy=False), Y.astype(dtype, copy=False)
         P = np.ascontiguousarray(P, dtype=dtype)
         G = X * P.sum(axis=1, dtype=dtype)[:, None] - P @ Y
@@ -157,22 +144,22 @@ class SqEuclidean(TranslationInvariantCost):
     is_quadratic = True
 
     def tau(self, Z):
-        Z = _as_float_2d(Z)
+        Z = as_float_2d(Z)
         return np.zeros(Z.shape[0], dtype=Z.dtype)
 
     def grad_tau(self, Z):
-        return np.zeros_like(_as_float_2d(Z))
+        return np.zeros_like(as_float_2d(Z))
 
     def prox(self, Z):
-        return _as_float_2d(Z).copy()
+        return as_float_2d(Z).copy()
 
     def tau_matrix(self, X, Y):
-        X, Y = _as_float_2d(X), _as_float_2d(Y)
-        return np.zeros((X.shape[0], Y.shape[0]), dtype=_common_dtype(X, Y))
+        X, Y = as_float_2d(X), as_float_2d(Y)
+        return np.zeros((X.shape[0], Y.shape[0]), dtype=common_float_dtype(X, Y))
 
     def grad_tau_aggregate(self, X, Y, P):
-        X, Y = _as_float_2d(X), _as_float_2d(Y)
-        return np.zeros(X.shape, dtype=_common_dtype(X, Y))
+        X, Y = as_float_2d(X), as_float_2d(Y)
+        return np.zeros(X.shape, dtype=common_float_dtype(X, Y))
 
 
 def _check_gamma(gamma):
@@ -197,31 +184,19 @@ class _SeparableElastic(TranslationInvariantCost):
     def _params(self):
         return {"gamma": self.gamma}
 
+    # The kernels coerce their inputs (dtype, contiguity) themselves.
     def tau(self, Z):
-        return _pairwise.separable_tau_rows(_as_float_2d(Z), self._kind, self.gamma)
+        return _pairwise.separable_tau_rows(Z, self._kind, self.gamma)
 
     def grad_tau(self, Z):
-        return _pairwise.separable_grad_tau(_as_float_2d(Z), self._kind, self.gamma)
+        return _pairwise.separable_grad_tau(Z, self._kind, self.gamma)
 
     def tau_matrix(self, X, Y):
-        X, Y = _as_float_2d(X), _as_float_2d(Y)
-        dtype = _common_dtype(X, Y)
-        return _pairwise.separable_tau_pairwise(
-            X.astype(dtype, copy=False),
-            Y.astype(dtype, copy=False),
-            self._kind,
-            self.gamma,
-        )
+        return _pairwise.separable_tau_pairwise(X, Y, self._kind, self.gamma)
 
     def grad_tau_aggregate(self, X, Y, P):
-        X, Y = _as_float_2d(X), _as_float_2d(Y)
-        dtype = _common_dtype(X, Y)
         return _pairwise.separable_grad_tau_aggregate(
-            X.astype(dtype, copy=False),
-            Y.astype(dtype, copy=False),
-            np.ascontiguousarray(P, dtype=dtype),
-            self._kind,
-            self.gamma,
+            X, Y, P, self._kind, self.gamma
         )
 
 
@@ -241,7 +216,7 @@ class ElasticL1(_SeparableElastic):
     _kind = _pairwise.KIND_L1
 
     def prox(self, Z):
-        return _prox.soft_threshold(_as_float_2d(Z), self.gamma)
+        return _prox.soft_threshold(as_float_2d(Z), self.gamma)
 
 
 class ElasticSTVS(_SeparableElastic):
@@ -265,7 +240,7 @@ class ElasticSTVS(_SeparableElastic):
     _kind = _pairwise.KIND_STVS
 
     def prox(self, Z):
-        return _prox.stvs_prox(_as_float_2d(Z), self.gamma)
+        return _prox.stvs_prox(as_float_2d(Z), self.gamma)
 
 
 class ElasticKOverlap(TranslationInvariantCost):
@@ -302,41 +277,30 @@ class ElasticKOverlap(TranslationInvariantCost):
             )
 
     def tau(self, Z):
-        Z = _as_float_2d(Z)
+        Z = as_float_2d(Z)
         self._check_k(Z.shape[1])
         return (0.5 * self.gamma) * _prox.kovlp_sq_norm(Z, self.k)
 
     def grad_tau(self, Z):
-        Z = _as_float_2d(Z)
+        Z = as_float_2d(Z)
         self._check_k(Z.shape[1])
         return self.gamma * _prox.kovlp_grad_half_sq(Z, self.k)
 
     def prox(self, Z):
-        Z = _as_float_2d(Z)
+        Z = as_float_2d(Z)
         self._check_k(Z.shape[1])
         return _prox.kovlp_prox(Z, self.gamma, self.k)
 
     def tau_matrix(self, X, Y):
-        X, Y = _as_float_2d(X), _as_float_2d(Y)
-        self._check_k(X.shape[1])
-        dtype = _common_dtype(X, Y)
-        M = _prox.kovlp_sq_norm_pairwise(
-            X.astype(dtype, copy=False), Y.astype(dtype, copy=False), self.k
-        )
-        M *= dtype.type(0.5 * self.gamma)
+        self._check_k(np.shape(X)[1])
+        M = _prox.kovlp_sq_norm_pairwise(X, Y, self.k)
+        M *= M.dtype.type(0.5 * self.gamma)
         return M
 
     def grad_tau_aggregate(self, X, Y, P):
-        X, Y = _as_float_2d(X), _as_float_2d(Y)
-        self._check_k(X.shape[1])
-        dtype = _common_dtype(X, Y)
-        G = _prox.kovlp_grad_aggregate(
-            X.astype(dtype, copy=False),
-            Y.astype(dtype, copy=False),
-            np.ascontiguousarray(P, dtype=dtype),
-            self.k,
-        )
-        G *= dtype.type(self.gamma)
+        self._check_k(np.shape(X)[1])
+        G = _prox.kovlp_grad_aggregate(X, Y, P, self.k)
+        G *= G.dtype.type(self.gamma)
         return G
 
 
