@@ -189,7 +189,8 @@ def _plot(rows, genes, baseline, output):
                 f"γ={r['gamma']:g}",
                 (r["nonzero"], r["divergence"]),
                 textcoords="offset points",
-                xytext=(4, 4),
+                # l1 labels above the points, STVS labels below
+                xytext=(4, 6) if cost == "elastic_l1" else (4, -12),
                 fontsize=8,
             )
     for r in rows:
