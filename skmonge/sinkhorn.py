@@ -767,7 +767,7 @@ def _solve_impl(C, epsilon, a, b, tol, max_iter, f_init, g_init, kdtype, verbose
     err = np.inf
     # tqdm progress (verbose only): refresh every few iterations so that the
     # bar costs nothing next to an iteration even on small problems.
-    progress = tqdm(total=max_iter, desc="sinkhorn", disable=not verbose, leave=False)
+    progress = tqdm(total=max_iter, desc="sinkhorn", disable=not verbose)
     report = 10
     while True:
         err, umin, umax = st.step()
@@ -798,7 +798,11 @@ def _solve_impl(C, epsilon, a, b, tol, max_iter, f_init, g_init, kdtype, verbose
             # Absorb: alpha + log u and beta + log v become the new scalings.
             st.build(st.alpha + np.log(st.u), beta=st.beta + np.log(st.v))
             n_abs += 1
-    progress.close()
+    if verbose:
+        # leave the final state (iterations run, error reached) on screen
+        progress.n = n_iter
+        progress.set_postfix_str(f"marginal error {err:.2e}")
+        progress.close()
     f, g = st.potentials(epsilon)
     return f, g, n_iter, bool(valid and err <= tol), float(err), n_abs
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
 
 from skmonge import EntropicSparseMap
 from skmonge.costs import ElasticL1
@@ -189,3 +190,18 @@ def test_batch_size_does_not_change_result():
     a = EntropicSparseMap(gamma=0.3).fit(X, y).transform(Xs)
     b = EntropicSparseMap(gamma=0.3, batch_size=7).fit(X, y).transform(Xs)
     np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def test_verbose_shows_progress(capsys):
+    X, y, Xs, Xt = _pooled(n=300, m=300, seed=13)
+    est = EntropicSparseMap(
+        gamma=0.3, verbose=True, batch_size=50, tol=1e-12, max_iter=30
+    )
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X, y)
+    est.transform(Xs)
+    err = capsys.readouterr().err
+    assert "sinkhorn" in err and "marginal error" in err
+    assert "transform" in err and "6/6" in err
+    EntropicSparseMap(gamma=0.3).fit(X, y).transform(Xs)
+    assert capsys.readouterr().err == ""
