@@ -43,6 +43,12 @@ def _dense(X):
     return X.toarray() if sp.issparse(X) else X
 
 
+_CV_HINT = (
+    "In cross-validation, split with StratifiedKFold(shuffle=True) so that "
+    "every fold holds both populations."
+)
+
+
 def resolve_labels(y, source, target):
     """Return the (source, target) labels to use for the label vector ``y``.
 
@@ -53,11 +59,16 @@ def resolve_labels(y, source, target):
     present = np.unique(y)
     present_set = set(present.tolist())
     if source is None and target is None:
-        if present_set in ({0, 1},) and all(
+        if present_set == {0, 1} and all(
             isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating))
             for v in present
         ):
             return present[0], present[1]
+        if present_set and present_set < {0, 1}:
+            raise ValueError(
+                f"y holds only the label {sorted(present_set)}: both source (0) "
+                f"and target (1) rows are needed. {_CV_HINT}"
+            )
         raise ValueError(
             "source and target are None, which is only allowed when y holds "
             f"exactly the labels {{0, 1}} or {{False, True}}; got labels "
@@ -75,7 +86,7 @@ def resolve_labels(y, source, target):
         if label not in present_set:
             raise ValueError(
                 f"The {name} label {label!r} does not occur in y (labels "
-                f"present: {sorted(map(str, present_set))})."
+                f"present: {sorted(map(str, present_set))}). {_CV_HINT}"
             )
     return source, target
 

@@ -175,3 +175,20 @@ def test_convergence_warning():
     with pytest.warns(ConvergenceWarning):
         est = EntropicSparseMap(max_iter=1, tol=1e-12, relative_epsilon=0.01).fit(X, y)
     assert not est.converged_
+
+
+def test_unstratified_folds_get_a_hint():
+    """Sorted pooled data + plain KFold leaves a fold without one population."""
+    from sklearn.model_selection import KFold, cross_val_score
+
+    X, y = _data()
+    with pytest.raises(ValueError, match="StratifiedKFold"):
+        cross_val_score(EntropicSparseMap(), X, y, cv=KFold(2), error_score="raise")
+
+
+def test_fold_with_explicit_labels_missing_a_side_gets_the_hint():
+    X, y = _data()
+    labels = np.array(["ctrl", "drug"])[y]
+    est = EntropicSparseMap(source="ctrl", target="drug")
+    with pytest.raises(ValueError, match="target label 'drug'.*StratifiedKFold"):
+        est.fit(X[:40], labels[:40])
