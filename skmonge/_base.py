@@ -7,9 +7,9 @@ pass the data unchanged. This module is the one place that turns ``(X, y)``
 into a source and a target sample.
 
 Sparse input (``scipy.sparse``, any format; validated to CSR) is accepted
-everywhere. Only the fitted source and target samples, which are the model,
-are stored dense; new points are densified a chunk of rows at a time (see
-:func:`dense_rows`), so a large sparse ``adata.X`` is never densified whole.
+everywhere. The fitted source and target samples stay sparse; new points are
+densified a chunk of rows at a time (see :func:`dense_rows`), so a large
+sparse ``adata.X`` is never densified whole.
 """
 
 from __future__ import annotations
@@ -119,15 +119,14 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _validate_fit_input(self, X, y):
         """Validate ``(X, y)`` and split ``X`` into source and target rows.
 
-        ``X`` may be sparse: the two selected samples are then densified
-        (they are the ``n_source x d`` and ``n_target x d`` point clouds the
-        fitted map stores and the numba kernels read); rows with other labels
-        are never densified.
+        ``X`` may be sparse: the two selected samples are then returned as
+        CSR matrices (the point clouds the fitted map stores; the cost
+        kernels visit only their non-zeros).
 
         Returns
         -------
-        X_source, X_target : ndarray
-            Dense copies-on-need of the rows labelled ``source`` / ``target``;
+        X_source, X_target : ndarray or CSR matrix
+            Copies-on-need of the rows labelled ``source`` / ``target``;
             the caller's arrays are never written to.
         """
         if y is None:
@@ -148,7 +147,8 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         )
         source, target = resolve_labels(y, self.source, self.target)
         self.source_label_, self.target_label_ = source, target
-        X_source, X_target = _dense(X[y == source]), _dense(X[y == target])
+        # Sparse input stays sparse: the cost kernels only visit non-zeros.
+        X_source, X_target = X[y == source], X[y == target]
         for name, part in (("source", X_source), ("target", X_target)):
             if part.shape[0] < 2:
                 raise ValueError(

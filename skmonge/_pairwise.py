@@ -39,6 +39,7 @@ Implementation notes (the *why*):
 """
 
 import numpy as np
+import scipy.sparse as sp
 from llvmlite import ir
 from numba import njit, prange
 from numba.core import types
@@ -59,6 +60,8 @@ __all__ = [
     "separable_grad_tau",
     "separable_tau_pairwise",
     "separable_grad_tau_aggregate",
+    "separable_tau_pairwise_csr",
+    "separable_grad_tau_aggregate_csr",
     "sqeuclidean_half",
 ]
 
@@ -674,20 +677,31 @@ def sqeuclidean_half(X, Y):
     Parameters
     ----------
     X : array-like of shape (n, d)
-    Y : array-like of shape (m, d)
+    Y : array-like or sparse matrix of shape (m, d)
 
     Returns
     -------
     ndarray of shape (n, m), common float dtype of X and Y.
     """
-    dt = common_float_dtype(X, Y)
-    X = as_float_2d(X, "X", dt)
-    Y = as_float_2d(Y, "Y", dt)
-    _check_same_d(X, Y)
-    half = dt.type(0.5)
-    xx = half * np.einsum("ij,ij->i", X, X)
-    yy = half * np.einsum("ij,ij->i", Y, Y)
-    C = X @ Y.T
+    if sp.issparse(Y):
+        dt = common_float_dtype(X, Y.data)
+        X = as_float_2d(X, "X", dt)
+        Y = sp.csr_matrix(Y, dtype=dt)
+        _check_same_d(X, Y)
+        half = dt.type(0.5)
+        xx = half * np.einsum("ij,ij->i", X, X)
+        yy = half * np.asarray(Y.multiply(Y).sum(axis=1), dtype=dt).ravel()
+        # (Y X^T)^T: sparse times dense, no densified copy of Y
+        C = np.ascontiguousarray((Y @ X.T).T, dtype=dt)
+    else:
+        dt = common_float_dtype(X, Y)
+        X = as_float_2d(X, "X", dt)
+        Y = as_float_2d(Y, "Y", dt)
+        _check_same_d(X, Y)
+        half = dt.type(0.5)
+        xx = half * np.einsum("ij,ij->i", X, X)
+        yy = half * np.einsum("ij,ij->i", Y, Y)
+        C = X @ Y.T
     C *= -1
     C += xx[:, None]
     C += yy[None, :]
@@ -770,9 +784,7 @@ def separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=1e-12):
     _check_same_d(X, Y)
     _check_kind_gamma(kind, gamma)
     if P.shape != (X.shape[0], Y.shape[0]):
-        raise ValueError(
-            f"P must have shape {(X.shape[0], Y.shape[0])}, got {P.shape}"
-        )
+        raise ValueError(f"P must have shape {(X.shape[0], Y.shape[0])}, got {P.shape}")
     if not (np.isfinite(prune) and prune >= 0):
         raise ValueError(f"prune must be a finite number >= 0, got {prune!r}")
     out = np.zeros(X.shape, dtype=dt)
@@ -793,3 +805,153 @@ def _log_poly_array(a, out):
 def _log1p_poly_array(a, out):
     for i in prange(a.size):
         out[i] = _log1p_poly(a[i])
+
+
+# ---------------------------------------------------------------------------
+# sparse (CSR) target clouds
+# ---------------------------------------------------------------------------
+# Single-cell matrices are mostly zeros. Since tau(0) = tau'(0) = 0 and tau is
+# even, a coordinate where only one of x_t, y_t is non-zero contributes
+# tau(x_t) + tau(y_t), and one where both are zero contributes nothing. So
+#
+#   sum_t tau(x_t - y_t) = T(x) + T(y)
+#       + sum_{t in supp x ∩ supp y} [tau(x_t - y_t) - tau(x_t) - tau(y_t)]
+#
+# with T(z) = sum_t tau(z_t), and the work per pair is nnz(y_j) instead of d.
+
+
+@njit(parallel=True, cache=True, fastmath=_FM_SCALAR, error_model="numpy")
+def _tau_pairwise_csr_kernel(X, indptr, indices, data, kind, gamma, out):
+    n = X.shape[0]
+    m = indptr.shape[0] - 1
+    for i in prange(n):
+        for j in range(m):
+            corr = 0.0
+            for p in range(indptr[j], indptr[j + 1]):
+                xv = X[i, indices[p]]
+                if xv != 0:
+                    yv = data[p]
+                    corr += (
+                        tau_sep(xv - yv, kind, gamma)
+                        - tau_sep(xv, kind, gamma)
+                        - tau_sep(yv, kind, gamma)
+                    )
+            out[i, j] += corr
+
+
+@njit(parallel=True, cache=True, fastmath=_FM_SCALAR, error_model="numpy")
+def _csr_row_tau_kernel(indptr, data, kind, gamma, out):
+    for j in prange(indptr.shape[0] - 1):
+        acc = 0.0
+        for p in range(indptr[j], indptr[j + 1]):
+            acc += tau_sep(data[p], kind, gamma)
+        out[j] = acc
+
+
+@njit(parallel=True, cache=True, fastmath=_FM_SCALAR, error_model="numpy")
+def _grad_aggregate_csr_kernel(X, indptr, indices, data, P, kind, gamma, out):
+    n = X.shape[0]
+    m = indptr.shape[0] - 1
+    for i in prange(n):
+        for j in range(m):
+            w = P[i, j]
+            if w == 0:
+                continue
+            for p in range(indptr[j], indptr[j + 1]):
+                t = indices[p]
+                xv = X[i, t]
+                if xv != 0:
+                    yv = data[p]
+                    out[i, t] += w * (
+                        grad_tau_sep(xv - yv, kind, gamma)
+                        - grad_tau_sep(xv, kind, gamma)
+                        + grad_tau_sep(yv, kind, gamma)
+                    )
+
+
+def _dense_and_csr(X, Y, P=None):
+    dt = common_float_dtype(X, Y.data)
+    X = as_float_2d(X, "X", dt)
+    Y = sp.csr_matrix(Y, dtype=dt)
+    if not Y.has_canonical_format:
+        # one entry per coordinate, sorted; on a copy, never the caller's
+        Y = Y.copy()
+        Y.sum_duplicates()
+    _check_same_d(X, Y)
+    if P is None:
+        return X, Y, dt
+    P = as_float_2d(P, "P", dt)
+    if P.shape != (X.shape[0], Y.shape[0]):
+        raise ValueError(f"P must have shape {(X.shape[0], Y.shape[0])}, got {P.shape}")
+    return X, Y, P, dt
+
+
+def separable_tau_pairwise_csr(X, Y, kind, gamma):
+    r"""``[sum_t tau(x_it - y_jt)]_ij`` for a sparse target cloud ``Y``.
+
+    .. math:: \sum_t τ(x_t - y_t) = \sum_t τ(x_t) + \sum_t τ(y_t)
+              + \sum_{t:\, x_t \ne 0 \ne y_t}
+                \big[τ(x_t - y_t) - τ(x_t) - τ(y_t)\big]
+
+    (exact because τ is even with τ(0) = 0), so each pair costs
+    ``nnz(y_j)`` operations instead of ``d``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        Dense rows.
+    Y : sparse matrix of shape (m, d)
+        Sparse cloud (any scipy format; converted to CSR).
+    kind, gamma
+        Regulariser, as in :func:`separable_tau_pairwise`.
+
+    Returns
+    -------
+    ndarray of shape (n, m), common float dtype of X and Y.
+    """
+    X, Y, dt = _dense_and_csr(X, Y)
+    _check_kind_gamma(kind, gamma)
+    g = dt.type(gamma)
+    ty = np.empty(Y.shape[0], dtype=np.float64)
+    _csr_row_tau_kernel(Y.indptr, Y.data, int(kind), g, ty)
+    out = separable_tau_rows(X, kind, gamma).astype(np.float64)[:, None] + ty[None, :]
+    _tau_pairwise_csr_kernel(X, Y.indptr, Y.indices, Y.data, int(kind), g, out)
+    return out.astype(dt, copy=False)
+
+
+def separable_grad_tau_aggregate_csr(X, Y, P, kind, gamma):
+    r"""``[sum_j P_ij tau'(x_i - y_j)]_i`` for a sparse target cloud ``Y``.
+
+    With the subgradient τ'(0) = 0 and τ' odd,
+
+    .. math:: \sum_j P_{ij} τ'(x_i - y_j) = τ'(x_i) \sum_j P_{ij} - P_{i:} τ'(Y)
+              + \sum_j P_{ij} \sum_{t:\, x_{it} \ne 0 \ne y_{jt}}
+                \big[τ'(x_{it} - y_{jt}) - τ'(x_{it}) + τ'(y_{jt})\big] e_t,
+
+    where :math:`τ'(Y)` keeps the sparsity of ``Y`` (a sparse product), and
+    the correction costs ``nnz(y_j)`` per pair with non-zero weight.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+    Y : sparse matrix of shape (m, d)
+    P : array-like of shape (n, m)
+        Weights (rows of Gibbs weights).
+    kind, gamma
+        Regulariser.
+
+    Returns
+    -------
+    ndarray of shape (n, d), common float dtype of X and Y.
+    """
+    X, Y, P, dt = _dense_and_csr(X, Y, P)
+    _check_kind_gamma(kind, gamma)
+    grad_Y = Y.copy()
+    grad_Y.data = separable_grad_tau(Y.data[None, :], kind, gamma)[0]
+    out = separable_grad_tau(X, kind, gamma) * P.sum(axis=1, dtype=dt)[:, None]
+    out -= np.asarray(grad_Y.T @ P.T).T
+    out = np.ascontiguousarray(out, dtype=dt)
+    _grad_aggregate_csr_kernel(
+        X, Y.indptr, Y.indices, Y.data, P, int(kind), dt.type(gamma), out
+    )
+    return out

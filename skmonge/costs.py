@@ -20,6 +20,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import _pairwise, _prox
 from ._arrays import as_float_2d, common_float_dtype
@@ -34,6 +35,15 @@ __all__ = [
 ]
 
 
+def _dense_rows_and_cloud(X, Y):
+    """Dense rows ``X`` and a dense or CSR cloud ``Y`` in their common dtype."""
+    if sp.issparse(Y):
+        dtype = common_float_dtype(X, Y.data)
+        return as_float_2d(X, "X", dtype), sp.csr_matrix(Y, dtype=dtype), dtype
+    dtype = common_float_dtype(X, Y)
+    return as_float_2d(X, "X", dtype), as_float_2d(Y, "Y", dtype), dtype
+
+
 class TranslationInvariantCost:
     """Base class for costs ``c(x, y) = h(x - y)`` with ``h = ½‖·‖² + τ``.
 
@@ -46,6 +56,13 @@ class TranslationInvariantCost:
 
     #: whether ``τ`` is identically zero (then the map is the barycentric one)
     is_quadratic = False
+
+    #: density below which a sparse point cloud is kept sparse: its kernels
+    #: then visit only non-zeros, which beats the dense SIMD kernels only for
+    #: very sparse data (benchmarks/bench_sparse_kernels.py, Kang 2018 cells
+    #: thinned: crossovers near 2 % for ℓ1 and 4-5 % for STVS; ½ℓ2² uses a
+    #: sparse BLAS-free product, kept at 1 %). 0 = always densify.
+    sparse_density_cutoff = 0.0
 
     # ------------------------------------------------------------------ τ
     def tau(self, Z):
@@ -72,6 +89,20 @@ class TranslationInvariantCost:
         raise NotImplementedError
 
     # ------------------------------------------------------------- derived
+    def prepare_cloud(self, Y):
+        """Storage for a fitted point cloud: CSR if sparse enough, else dense.
+
+        A sparse ``Y`` whose density is below :attr:`sparse_density_cutoff`
+        stays CSR (less memory, faster kernels); anything else is returned as
+        a dense array.
+        """
+        if not sp.issparse(Y):
+            return Y
+        density = Y.nnz / max(1, Y.shape[0] * Y.shape[1])
+        if density < self.sparse_density_cutoff:
+            return sp.csr_matrix(Y)
+        return Y.toarray()
+
     def h(self, Z):
         r"""Cost of a displacement, :math:`h(z) = ½‖z‖² + τ(z)`, row-wise."""
         Z = as_float_2d(Z)
@@ -93,11 +124,11 @@ class TranslationInvariantCost:
         r"""Cost matrix :math:`C_{ij} = h(x_i - y_j) = ½‖x_i - y_j‖² + τ(x_i - y_j)`.
 
         The quadratic part goes through BLAS, the regulariser through a
-        parallel numba kernel; no n×m×d temporary is formed.
+        parallel numba kernel; no n×m×d temporary is formed. ``Y`` may be a
+        sparse matrix (the rows ``X`` are dense): separable regularisers then
+        only visit the non-zeros of each ``y_j``.
         """
-        X, Y = as_float_2d(X), as_float_2d(Y)
-        dtype = common_float_dtype(X, Y)
-        X, Y = X.astype(dtype, copy=False), Y.astype(dtype, copy=False)
+        X, Y, dtype = _dense_rows_and_cloud(X, Y)
         C = _pairwise.sqeuclidean_half(X, Y)
         if not self.is_quadratic:
             C += self.tau_matrix(X, Y)
@@ -110,12 +141,12 @@ class TranslationInvariantCost:
                   = x_i \sum_j P_{ij} - P_{i:} Y + \sum_j P_{ij} ∇τ(x_i - y_j)
 
         with ``P`` the Gibbs weights :math:`p_j(x_i)` (rows sum to one).
+        ``Y`` may be sparse, as in :meth:`cost_matrix`.
         """
-        X, Y = as_float_2d(X), as_float_2d(Y)
-        dtype = common_float_dtype(X, Y)
-        X, Y = X.astype(dtype, copy=False), Y.astype(dtype, copy=False)
+        X, Y, dtype = _dense_rows_and_cloud(X, Y)
         P = np.ascontiguousarray(P, dtype=dtype)
-        G = X * P.sum(axis=1, dtype=dtype)[:, None] - P @ Y
+        # (Y^T P^T)^T is P Y without densifying a sparse Y
+        G = X * P.sum(axis=1, dtype=dtype)[:, None] - np.asarray((Y.T @ P.T).T)
         if not self.is_quadratic:
             G += self.grad_tau_aggregate(X, Y, P)
         return G
@@ -142,6 +173,7 @@ class SqEuclidean(TranslationInvariantCost):
     """
 
     is_quadratic = True
+    sparse_density_cutoff = 0.01
 
     def tau(self, Z):
         Z = as_float_2d(Z)
@@ -154,12 +186,12 @@ class SqEuclidean(TranslationInvariantCost):
         return as_float_2d(Z).copy()
 
     def tau_matrix(self, X, Y):
-        X, Y = as_float_2d(X), as_float_2d(Y)
-        return np.zeros((X.shape[0], Y.shape[0]), dtype=common_float_dtype(X, Y))
+        X, Y, dtype = _dense_rows_and_cloud(X, Y)
+        return np.zeros((X.shape[0], Y.shape[0]), dtype=dtype)
 
     def grad_tau_aggregate(self, X, Y, P):
-        X, Y = as_float_2d(X), as_float_2d(Y)
-        return np.zeros(X.shape, dtype=common_float_dtype(X, Y))
+        X, Y, dtype = _dense_rows_and_cloud(X, Y)
+        return np.zeros(X.shape, dtype=dtype)
 
 
 def _check_gamma(gamma):
@@ -192,12 +224,16 @@ class _SeparableElastic(TranslationInvariantCost):
         return _pairwise.separable_grad_tau(Z, self._kind, self.gamma)
 
     def tau_matrix(self, X, Y):
+        if sp.issparse(Y):
+            return _pairwise.separable_tau_pairwise_csr(X, Y, self._kind, self.gamma)
         return _pairwise.separable_tau_pairwise(X, Y, self._kind, self.gamma)
 
     def grad_tau_aggregate(self, X, Y, P):
-        return _pairwise.separable_grad_tau_aggregate(
-            X, Y, P, self._kind, self.gamma
-        )
+        if sp.issparse(Y):
+            return _pairwise.separable_grad_tau_aggregate_csr(
+                X, Y, P, self._kind, self.gamma
+            )
+        return _pairwise.separable_grad_tau_aggregate(X, Y, P, self._kind, self.gamma)
 
 
 class ElasticL1(_SeparableElastic):
@@ -214,6 +250,7 @@ class ElasticL1(_SeparableElastic):
     """
 
     _kind = _pairwise.KIND_L1
+    sparse_density_cutoff = 0.02
 
     def prox(self, Z):
         return _prox.soft_threshold(as_float_2d(Z), self.gamma)
@@ -238,6 +275,7 @@ class ElasticSTVS(_SeparableElastic):
     """
 
     _kind = _pairwise.KIND_STVS
+    sparse_density_cutoff = 0.04
 
     def prox(self, Z):
         return _prox.stvs_prox(as_float_2d(Z), self.gamma)
@@ -291,14 +329,17 @@ class ElasticKOverlap(TranslationInvariantCost):
         self._check_k(Z.shape[1])
         return _prox.kovlp_prox(Z, self.gamma, self.k)
 
+    # The k-overlap norm is not separable: a sparse cloud is densified.
     def tau_matrix(self, X, Y):
         self._check_k(np.shape(X)[1])
+        Y = Y.toarray() if sp.issparse(Y) else Y
         M = _prox.kovlp_sq_norm_pairwise(X, Y, self.k)
         M *= M.dtype.type(0.5 * self.gamma)
         return M
 
     def grad_tau_aggregate(self, X, Y, P):
         self._check_k(np.shape(X)[1])
+        Y = Y.toarray() if sp.issparse(Y) else Y
         G = _prox.kovlp_grad_aggregate(X, Y, P, self.k)
         G *= G.dtype.type(self.gamma)
         return G

@@ -175,6 +175,8 @@ def plot_displacements_2d(
         )
     if target is None:
         target = getattr(estimator, "target_", np.empty((0, 2)))
+        if hasattr(target, "toarray"):  # a sparse fitted cloud
+            target = target.toarray()
     target = _as_matrix(target, "target")
     if target.shape[1] != 2:
         raise ValueError(f"target must have shape (n, 2), got {target.shape}.")

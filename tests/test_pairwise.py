@@ -6,6 +6,7 @@ defining formula; the polynomial logarithm against np.log.
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -391,8 +392,11 @@ _finite = st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False, width=32)
 
 @settings(max_examples=25, deadline=None)
 @given(
-    X=hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, max_side=9),
-                 elements=_finite),
+    X=hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=9),
+        elements=_finite,
+    ),
     m=st.integers(1, 6),
     kind=st.sampled_from(KINDS),
     gamma=st.floats(0.01, 10.0),
@@ -412,13 +416,74 @@ def test_property_symmetry_translation(X, m, kind, gamma, seed):
     c = np.exp2(rng.integers(-3, 4, size=X.shape[1])).astype(np.float64)
     Xs, Ys = X + c, Y + c
     Rs = ref_pairwise(Xs, Ys, kind, gamma)
-    np.testing.assert_allclose(separable_tau_pairwise(Xs, Ys, kind, gamma), Rs,
-                               rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(
+        separable_tau_pairwise(Xs, Ys, kind, gamma), Rs, rtol=1e-12, atol=1e-300
+    )
     np.testing.assert_allclose(Rs, R, rtol=1e-9, atol=1e-9)
     # row sums of the diagonal case agree with tau_rows
     Z = X - Y[0]
     np.testing.assert_allclose(
         separable_tau_rows(Z, kind, gamma),
         separable_tau_pairwise(X, Y[:1], kind, gamma)[:, 0],
-        rtol=1e-12, atol=1e-300,
+        rtol=1e-12,
+        atol=1e-300,
     )
+
+
+# ---------------------------------------------------------------------------
+# sparse (CSR) target clouds
+# ---------------------------------------------------------------------------
+
+
+def _sparse_rows(rng, n, d, density):
+    A = rng.normal(size=(n, d)) * 2
+    A[rng.random((n, d)) > density] = 0.0
+    return A
+
+
+@pytest.mark.parametrize("kind", [pw.KIND_L1, pw.KIND_STVS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_csr_kernels_equal_dense_kernels(kind, dtype):
+    rng = np.random.default_rng(11)
+    X = _sparse_rows(rng, 9, 37, 0.3).astype(dtype)
+    Y = _sparse_rows(rng, 6, 37, 0.3).astype(dtype)
+    Y[2] = 0.0  # an empty row
+    P = rng.dirichlet(np.ones(6), size=9).astype(dtype)
+    P[0, 3] = 0.0
+    Ys = sp.csr_matrix(Y)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    C = pw.separable_tau_pairwise_csr(X, Ys, kind, 0.6)
+    G = pw.separable_grad_tau_aggregate_csr(X, Ys, P, kind, 0.6)
+    assert C.dtype == dtype and G.dtype == dtype
+    np.testing.assert_allclose(
+        C, pw.separable_tau_pairwise(X, Y, kind, 0.6), rtol=rtol, atol=rtol
+    )
+    np.testing.assert_allclose(
+        G,
+        pw.separable_grad_tau_aggregate(X, Y, P, kind, 0.6, prune=0.0),
+        rtol=rtol,
+        atol=rtol,
+    )
+    np.testing.assert_allclose(
+        pw.sqeuclidean_half(X, Ys), pw.sqeuclidean_half(X, Y), rtol=rtol, atol=rtol
+    )
+
+
+def test_csr_kernels_handle_duplicates_without_touching_the_input():
+    rng = np.random.default_rng(12)
+    X = _sparse_rows(rng, 4, 10, 0.5)
+    # duplicate entries (0, 3) and unsorted indices in row 1
+    data = np.array([0.5, 1.0, -2.0, 1.5, 0.25])
+    indices = np.array([3, 3, 7, 9, 2])
+    Ys = sp.csr_matrix((data, indices, np.array([0, 3, 5])), shape=(2, 10))
+    assert not Ys.has_canonical_format
+    saved = (Ys.data.copy(), Ys.indices.copy())
+    Y = Ys.toarray()  # sums the duplicates
+    assert Y[0, 3] == 1.5
+    np.testing.assert_allclose(
+        pw.separable_tau_pairwise_csr(X, Ys, pw.KIND_STVS, 0.4),
+        pw.separable_tau_pairwise(X, Y, pw.KIND_STVS, 0.4),
+        rtol=1e-12,
+    )
+    np.testing.assert_array_equal(Ys.data, saved[0])
+    np.testing.assert_array_equal(Ys.indices, saved[1])

@@ -67,8 +67,11 @@ def test_fit_map_equals_fitting_the_rows(sparse):
     with pytest.raises(NotFittedError):
         user.transform(np.ones((1, 10)))
     assert est.source_label_ == "control" and est.target_label_ == "stimulated"
-    np.testing.assert_array_equal(est.source_, _rows(adata, "control"))
-    np.testing.assert_array_equal(est.target_, _rows(adata, "stimulated"))
+    source, target = est.source_, est.target_
+    if sp.issparse(source):
+        source, target = source.toarray(), target.toarray()
+    np.testing.assert_array_equal(source, _rows(adata, "control"))
+    np.testing.assert_array_equal(target, _rows(adata, "stimulated"))
     direct = EntropicSparseMap(gamma=0.4, source="control", target="stimulated").fit(
         np.vstack([_rows(adata, "control"), _rows(adata, "stimulated")]),
         np.repeat(["control", "stimulated"], 40),

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from skmonge import EntropicSparseMap
+from skmonge.costs import make_cost
 
 
 def _sparse_data(n=40, d=12, density=0.35, seed=0, dtype=np.float64):
@@ -29,15 +30,21 @@ def _all_outputs(est, X, y, Xnew):
 
 
 @pytest.mark.parametrize("cost", ["elastic_l1", "elastic_stvs", "sqeuclidean"])
-def test_sparse_fit_and_maps_equal_dense(cost):
+@pytest.mark.parametrize("storage", ["dense", "csr"])
+def test_sparse_fit_and_maps_equal_dense(cost, storage):
     X, y = _sparse_data()
     Xs = sp.csr_matrix(X)
     dense = EntropicSparseMap(cost=cost, gamma=0.3).fit(X, y)
-    sparse = EntropicSparseMap(cost=cost, gamma=0.3).fit(Xs, y)
-    # The stored model is the dense source / target sample.
-    assert isinstance(sparse.source_, np.ndarray)
-    np.testing.assert_array_equal(sparse.source_, X[y == 0])
-    np.testing.assert_array_equal(sparse.target_, X[y == 1])
+    cost_obj = make_cost(cost, gamma=0.3)
+    # this data is ~40 % dense: by default its clouds are stored dense; a
+    # cutoff above 1 forces the CSR kernels
+    cost_obj.sparse_density_cutoff = 1.1 if storage == "csr" else 0.0
+    sparse = EntropicSparseMap(cost=cost_obj).fit(Xs, y)
+    assert sp.issparse(sparse.source_) == (storage == "csr")
+    assert sp.issparse(sparse.target_) == (storage == "csr")
+    to_dense = (lambda A: A.toarray()) if storage == "csr" else (lambda A: A)
+    np.testing.assert_array_equal(to_dense(sparse.source_), X[y == 0])
+    np.testing.assert_array_equal(to_dense(sparse.target_), X[y == 1])
     np.testing.assert_allclose(
         sparse.potential_target_, dense.potential_target_, rtol=1e-12, atol=1e-12
     )
@@ -53,6 +60,23 @@ def test_sparse_fit_and_maps_equal_dense(cost):
     # arithmetic: the maps agree bit for bit.
     np.testing.assert_array_equal(sparse.transform(Xs), sparse.transform(X))
     np.testing.assert_array_equal(sparse.displacement(Xs), sparse.transform(X) - X)
+
+
+def test_storage_follows_density():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 400))
+    X[rng.random(X.shape) > 0.005] = 0.0  # 0.5 % dense
+    y = np.repeat([0, 1], 30)
+    very_sparse = EntropicSparseMap(gamma=0.3).fit(sp.csr_matrix(X), y)
+    assert sp.issparse(very_sparse.source_) and sp.issparse(very_sparse.target_)
+    dense_fit = EntropicSparseMap(gamma=0.3).fit(X, y)
+    np.testing.assert_allclose(
+        very_sparse.transform(X), dense_fit.transform(X), rtol=1e-10, atol=1e-12
+    )
+    X2, y2 = _sparse_data()  # ~40 % dense
+    assert isinstance(
+        EntropicSparseMap().fit(sp.csr_matrix(X2), y2).source_, np.ndarray
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,9 +125,13 @@ def test_sparse_input_is_not_mutated():
     for before, after in zip(saved, (Xs.data, Xs.indices, Xs.indptr), strict=True):
         np.testing.assert_array_equal(before, after)
     assert not Xs.has_sorted_indices
-    # The reordered matrix still means X.
-    np.testing.assert_array_equal(
-        est.transform(Xs), EntropicSparseMap(gamma=0.3).fit(X, y).transform(X)
+    # The reordered matrix still means X (the sparse cost kernels sum in
+    # another order than the dense ones: equal to rounding).
+    np.testing.assert_allclose(
+        est.transform(Xs),
+        EntropicSparseMap(gamma=0.3).fit(X, y).transform(X),
+        rtol=1e-12,
+        atol=1e-12,
     )
 
 
