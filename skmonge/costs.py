@@ -60,8 +60,9 @@ class TranslationInvariantCost:
     #: density below which a sparse point cloud is kept sparse: its kernels
     #: then visit only non-zeros, which beats the dense SIMD kernels only for
     #: very sparse data (benchmarks/bench_sparse_kernels.py, Kang 2018 cells
-    #: thinned: crossovers near 2 % for ℓ1 and 4-5 % for STVS; ½ℓ2² uses a
-    #: sparse BLAS-free product, kept at 1 %). 0 = always densify.
+    #: thinned: crossovers near 2 % for ℓ1 and 4-5 % for STVS; ½ℓ2², whose
+    #: only pairwise work is a sparse matrix product, is kept at 1 %).
+    #: 0 = always densify.
     sparse_density_cutoff = 0.0
 
     # ------------------------------------------------------------------ τ
