@@ -228,10 +228,10 @@ class EntropicSparseMap(BaseMonge):
         The target cloud stays as given (dense or CSR): with CSR the
         separable kernels only visit its non-zeros.
         """
-        dtype = np.result_type(X_source.dtype, X_target.dtype)
-        n = X_source.shape[0]
         if not sp.issparse(X_source):
             return cost.cost_matrix(X_source, X_target)
+        dtype = np.result_type(X_source.dtype, X_target.dtype)
+        n = X_source.shape[0]
         C = np.empty((n, X_target.shape[0]), dtype=dtype)
         step = self._chunk_rows(X_target.shape[0], X_source.shape[1], dtype.itemsize)
         for start in range(0, n, step):
