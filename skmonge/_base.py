@@ -204,6 +204,16 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         return self._transform_array(self._validate_transform_input(X))
 
+    def _held_out_images(self, X, y):
+        """Held-out source rows, target rows and mapped source rows (float64).
+
+        The one path from labelled held-out ``(X, y)`` to what ``score`` and
+        the scorers of :mod:`skmonge.metrics` compare.
+        """
+        X_source, X_target = self._split_fitted_labels(X, y)
+        mapped = np.asarray(self._transform_array(X_source), dtype=np.float64)
+        return X_source.astype(np.float64), X_target.astype(np.float64), mapped
+
     # -------------------------------------------------------------- scoring
     def score(self, X, y, sample_weight=None):
         r"""Negative Sinkhorn divergence between mapped source rows and target rows.
@@ -229,6 +239,5 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         if sample_weight is not None:
             raise ValueError("score does not support sample_weight.")
-        X_source, X_target = self._split_fitted_labels(X, y)
-        mapped = np.asarray(self._transform_array(X_source), dtype=np.float64)
-        return -float(sinkhorn_divergence(mapped, X_target.astype(np.float64)))
+        _, X_target, mapped = self._held_out_images(X, y)
+        return -float(sinkhorn_divergence(mapped, X_target))

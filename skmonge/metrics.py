@@ -156,8 +156,7 @@ def displacement_sparsity_score(estimator, X, y, atol=1e-8):
     -------
     float in [0, 1]
     """
-    X_source, _ = estimator._split_fitted_labels(X, y)
-    mapped = estimator._transform_array(X_source)
+    X_source, _, mapped = estimator._held_out_images(X, y)
     return displacement_sparsity(X_source, mapped, atol=atol)
 
 
@@ -171,10 +170,7 @@ class _SparsityFitScorer:
     def __call__(self, estimator, X, y):
         from .sinkhorn import sinkhorn_divergence
 
-        X_source, X_target = estimator._split_fitted_labels(X, y)
-        mapped = np.asarray(estimator._transform_array(X_source), dtype=np.float64)
-        X_source = X_source.astype(np.float64)
-        X_target = X_target.astype(np.float64)
+        X_source, X_target, mapped = estimator._held_out_images(X, y)
         baseline = sinkhorn_divergence(X_source, X_target)
         residual = sinkhorn_divergence(mapped, X_target) / max(baseline, 1e-300)
         sparsity = displacement_sparsity(X_source, mapped, atol=self.atol)
