@@ -4,15 +4,19 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: demo test lint venv clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# the CPU wheel first, so that the neural extra never pulls a CUDA build
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" || \
+	  $(BIN)/python -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
 
 $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[test,plot,anndata]"
+	$(BIN)/python -m pip install --quiet -e ".[test,plot,anndata,neural]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -5,6 +5,12 @@ Public estimators
 EntropicSparseMap
     Entropic Monge maps for elastic costs ``½‖·‖² + γτ`` (ℓ1, STVS,
     k-overlap), Cuturi, Klein & Ablin (2023).
+NeuralSparseMap
+    ICNN (Makkuva minimax) maps with a displacement-sparsity penalty and
+    simulated-annealing control of λ, Chen, Xie & Zhang (torch).
+LearnedCostMap
+    Entropic map for a learned convex cost (ICNN, optional flows), Howard,
+    Deligiannidis, Rebeschini & Thornton (torch).
 
 Submodules: :mod:`skmonge.costs`, :mod:`skmonge.sinkhorn`,
 :mod:`skmonge.metrics`, :mod:`skmonge.datasets`, :mod:`skmonge.inspection`
@@ -20,7 +26,11 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY = {"EntropicSparseMap": "skmonge.entropic"}
+_LAZY = {
+    "EntropicSparseMap": "skmonge.entropic",
+    "NeuralSparseMap": "skmonge.neural.estimator",
+    "LearnedCostMap": "skmonge.learned_cost.estimator",
+}
 _SUBMODULES = {
     "costs",
     "sinkhorn",
@@ -31,7 +41,7 @@ _SUBMODULES = {
     "sc",
 }
 
-__all__ = ["EntropicSparseMap", "__version__"]
+__all__ = ["EntropicSparseMap", "NeuralSparseMap", "LearnedCostMap", "__version__"]
 
 
 def __getattr__(name):

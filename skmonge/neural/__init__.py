@@ -1,0 +1,2 @@
+"""Neural displacement-sparse maps (Chen, Xie & Zhang): ICNN potentials, penalties,
+λ schedules and the :class:`NeuralSparseMap` estimator. Needs torch."""
