@@ -74,7 +74,9 @@ def torch_seed(seed):
     the user's own torch random state untouched by ``fit``.
     """
     torch = import_torch()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    devices = (
+        list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    )
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield

@@ -74,6 +74,17 @@ class TranslationInvariantCost:
         """A (sub)gradient of ``τ`` at every row of ``Z`` (0 at kinks)."""
         raise NotImplementedError
 
+    def tau_tensor(self, Z):
+        """``τ`` row-wise on a torch tensor, differentiable by autograd.
+
+        The penalty of :class:`~skmonge.NeuralSparseMap` calls this on the
+        displacements of a mini-batch; it uses tensor methods only, so it
+        runs on the tensor's device and this module never imports torch.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no torch implementation of tau."
+        )
+
     def prox(self, Z):
         r"""Proximal operator of ``τ``, row-wise; equals ``∇h*``.
 
@@ -180,6 +191,9 @@ class SqEuclidean(TranslationInvariantCost):
         Z = as_float_2d(Z)
         return np.zeros(Z.shape[0], dtype=Z.dtype)
 
+    def tau_tensor(self, Z):
+        return Z.sum(-1) * 0.0
+
     def grad_tau(self, Z):
         return np.zeros_like(as_float_2d(Z))
 
@@ -256,6 +270,10 @@ class ElasticL1(_SeparableElastic):
     def prox(self, Z):
         return _prox.soft_threshold(as_float_2d(Z), self.gamma)
 
+    def tau_tensor(self, Z):
+        r""":math:`γ‖z‖_1` row-wise on a torch tensor."""
+        return self.gamma * Z.abs().sum(-1)
+
 
 class ElasticSTVS(_SeparableElastic):
     r"""Elastic cost with the vanishing-shrinkage regulariser of Schreck et al.
@@ -280,6 +298,12 @@ class ElasticSTVS(_SeparableElastic):
 
     def prox(self, Z):
         return _prox.stvs_prox(as_float_2d(Z), self.gamma)
+
+    def tau_tensor(self, Z):
+        r""":math:`γ² \sum_t (σ_t + ½ - ½e^{-2σ_t})`, ``σ_t = asinh(|z_t|/2γ)``,
+        row-wise on a torch tensor."""
+        sigma = (Z.abs() / (2.0 * self.gamma)).asinh()
+        return self.gamma**2 * (sigma + 0.5 - 0.5 * (-2.0 * sigma).exp()).sum(-1)
 
 
 class ElasticKOverlap(TranslationInvariantCost):

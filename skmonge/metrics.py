@@ -15,6 +15,8 @@ __all__ = [
     "displacement_sparsity",
     "displacement_dimension",
     "support_error",
+    "perturbed_gene_recall",
+    "sliced_wasserstein",
     "nmse",
     "sinkhorn_divergence_score",
     "displacement_sparsity_score",
@@ -23,6 +25,8 @@ __all__ = [
     "wilcoxon_scores",
     "r2_marker_means",
     "sinkhorn_divergence_pca",
+    "pair_rmse",
+    "incorrect_mass",
 ]
 
 
@@ -69,6 +73,67 @@ def displacement_dimension(X, X_mapped, atol=1e-2):
     """
     delta = _displacement(X, X_mapped)
     return float(np.mean(np.sum(np.abs(delta) > atol, axis=1)))
+
+
+def perturbed_gene_recall(X, X_mapped, true_features, atol=1e-2):
+    r"""Share of the truly perturbed genes that the map moves, averaged over cells.
+
+    .. math:: \frac{1}{n} \sum_i
+        \frac{\#\{t ∈ S^* : |T(x_i)_t - x_{it}| > \text{atol}\}}{|S^*|}
+
+    The gene-overlap accuracy of Chen, Xie & Zhang (Appendix D.2): with a
+    mean displacement dimension close to ``|S*|`` (see
+    :func:`displacement_dimension`), a recall near 1 means the moved genes
+    are the true ones.
+
+    Parameters
+    ----------
+    X, X_mapped : array-like of shape (n_samples, n_features)
+        Points and their images.
+    true_features : array-like of int
+        Indices of the truly perturbed features ``S*``.
+    atol : float, default=1e-2
+        Coordinates that move by at most ``atol`` count as not moved.
+    """
+    delta = _displacement(X, X_mapped)
+    true_features = np.asarray(true_features, dtype=np.intp).ravel()
+    if true_features.size == 0:
+        raise ValueError("true_features is empty.")
+    if true_features.min() < 0 or true_features.max() >= delta.shape[1]:
+        raise ValueError(
+            f"true_features must index the {delta.shape[1]} features of X."
+        )
+    return float(np.mean(np.abs(delta[:, true_features]) > atol))
+
+
+def sliced_wasserstein(X, Y, n_projections=200, random_state=0):
+    r"""Sliced 2-Wasserstein distance between two point clouds (uniform weights).
+
+    .. math:: SW_2(μ, ν) = \Big(\mathbb{E}_{θ ∼ U(S^{d-1})}
+        W_2^2(θ_\sharp μ, θ_\sharp ν)\Big)^{1/2}
+
+    estimated with ``n_projections`` random directions by POT's
+    ``ot.sliced_wasserstein_distance``. This is the residue ``Res`` of Chen,
+    Xie & Zhang's Algorithm 1; a fixed ``random_state`` makes successive
+    values comparable.
+    """
+    import ot
+
+    # torch tensors stay on their device (POT dispatches on the array type);
+    # this is how NeuralSparseMap evaluates its map during training.
+    if not (hasattr(X, "detach") and hasattr(Y, "detach")):
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"X and Y must be 2-d with the same number of columns, got {X.shape} "
+            f"and {Y.shape}."
+        )
+    return float(
+        ot.sliced_wasserstein_distance(
+            X, Y, n_projections=n_projections, seed=random_state
+        )
+    )
 
 
 def support_error(X, X_mapped, support):
@@ -427,3 +492,68 @@ def sinkhorn_divergence_pca(X_pred, X_obs, pca, **kwargs):
     Z_pred = np.asarray(pca.transform(X_pred), dtype=np.float64)
     Z_obs = np.asarray(pca.transform(X_obs), dtype=np.float64)
     return float(sinkhorn_divergence(Z_pred, Z_obs, **kwargs))
+
+
+# --- inverse-OT tasks of Howard et al. (LearnedCostMap)
+
+
+def pair_rmse(X_pred, X_true):
+    r"""Root mean squared error over known pairs (Howard et al., Table 1).
+
+    .. math:: \mathrm{RMSE} = \Big(\frac1N\sum_{k=1}^N
+              \|T(x_k) - y_k\|^2\Big)^{1/2}
+
+    Parameters
+    ----------
+    X_pred : array-like of shape (n_pairs, n_features)
+        Predicted partners :math:`T(x_k)`.
+    X_true : array-like of shape (n_pairs, n_features)
+        Known partners :math:`y_k`.
+
+    Returns
+    -------
+    float
+    """
+    delta = _displacement(X_true, X_pred)
+    if delta.shape[0] == 0:
+        raise ValueError("pair_rmse needs at least one pair.")
+    return float(np.sqrt(np.mean(np.sum(delta**2, axis=1))))
+
+
+def incorrect_mass(plan, source_pair_id, target_pair_id):
+    r"""Mass a transport plan moves against known pairs (Appendix C of Howard et al.).
+
+    .. math:: \langle M, π\rangle, \qquad M_{ij} = 1 \text{ if } x_i
+              \text{ is paired with some } y_{j'},\ j' \ne j, \text{ or }
+              y_j \text{ is paired with some } x_{i'},\ i' \ne i,
+
+    and 0 otherwise (mass between two unpaired points is never counted).
+    With the plan's total mass 1 this lies in [0, 1]; a cost that puts the
+    paired points' mass on their partners scores 0.
+
+    Parameters
+    ----------
+    plan : array-like of shape (n_source, n_target)
+        Transport plan, e.g. :meth:`skmonge.LearnedCostMap.transport_plan`.
+    source_pair_id, target_pair_id : array-like of int
+        Pair id of each source / target row, ``-1`` for unpaired rows; a
+        source and a target row with the same id are a known pair.
+
+    Returns
+    -------
+    float
+    """
+    P = np.asarray(plan, dtype=np.float64)
+    ids_s = np.asarray(source_pair_id)
+    ids_t = np.asarray(target_pair_id)
+    if P.ndim != 2 or P.shape != (ids_s.shape[0], ids_t.shape[0]):
+        raise ValueError(
+            f"plan must have shape (len(source_pair_id), len(target_pair_id)) = "
+            f"({ids_s.shape[0]}, {ids_t.shape[0]}), got {P.shape}."
+        )
+    common = np.intersect1d(ids_s[ids_s >= 0], ids_t[ids_t >= 0])
+    paired_s = np.isin(ids_s, common)
+    paired_t = np.isin(ids_t, common)
+    same = (ids_s[:, None] == ids_t[None, :]) & paired_s[:, None]
+    M = (paired_s[:, None] | paired_t[None, :]) & ~same
+    return float(np.sum(P[M]))

@@ -1,0 +1,624 @@
+r"""Displacement-sparse neural OT maps (Chen, Xie & Zhang): :class:`NeuralSparseMap`.
+
+Two ICNN potentials are trained with the minimax objective of Makkuva et al.
+(2020) plus a sparsity penalty on the displacements of the source points,
+
+.. math::
+
+    \sup_f \inf_g\; \mathbb{E}_{y∼ν}[f(y)]
+        + \mathbb{E}_{x∼μ}\big[\langle x, ∇g(x)\rangle - f(∇g(x))\big]
+        + λ\, \mathbb{E}_{x∼μ}\big[τ(∇g(x) - x)\big]
+
+(their eq. 6 with source and target named as in this package: ``∇g`` pushes
+the source μ onto the target ν and ``∇f`` is its inverse). ``g`` takes
+``n_inner`` Adam steps per step of ``f``; both stay convex by projecting
+their non-negative weights after every step. λ is constant or adapted by
+simulated annealing (:mod:`skmonge.neural.annealing`).
+
+Squared-Euclidean OT maps are equivariant to translations and to a common
+scaling of both samples, so the networks are trained on data centred at the
+source mean and divided by one scalar (the pooled within-sample standard
+deviation); the penalty is evaluated on displacements in the original units,
+so ``sigma``, ``gamma`` and ``atol`` keep their meaning. ``g`` starts at the
+translation by the difference of the sample means and ``f`` at its inverse
+(the OT map between the two means), the analogue of the Gaussian
+initialisation of OTT-JAX's ICNNs.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._base import BaseMonge, dense_rows
+from .._torch import (
+    import_torch,
+    module_state_to_cpu,
+    resolve_device,
+    seed_from,
+    to_numpy,
+    to_tensor,
+    torch_seed,
+)
+from ..metrics import sliced_wasserstein
+from . import annealing
+from .icnn import ICNN
+from .penalties import make_penalty
+
+torch = import_torch()
+
+__all__ = ["NeuralSparseMap"]
+
+# rows per chunk when mapping new points (bounded memory on any device)
+_MAP_CHUNK_ROWS = 4096
+
+
+class NeuralSparseMap(BaseMonge):
+    r"""ICNN Monge map with a displacement-sparsity penalty and adaptive λ.
+
+    Implements Chen, Xie & Zhang, "Displacement-Sparse Neural Optimal
+    Transport": neural OT (Makkuva et al. 2020) whose map ``∇g`` is
+    penalised by ``λ τ(∇g(x) - x)``, with λ fixed or tuned during training by
+    simulated annealing, either to balance sparsity against fit
+    (Algorithm 1) or to meet a target displacement dimension (Algorithm 4).
+
+    Parameters
+    ----------
+    penalty : {"smoothed_l0", "l1", "stvs"} or None, default="smoothed_l0"
+        Sparsity penalty ``τ`` on displacements: the smoothed ℓ0 norm
+        :math:`\sum_t 1 - e^{-z_t^2/2σ^2}`, the ℓ1 norm, or the STVS
+        regulariser of :class:`~skmonge.costs.ElasticSTVS`. None trains
+        plain ICNN OT (the paper's baseline).
+    lam : float, default=1e-3
+        Sparsity intensity λ (the initial one for the annealing schedules).
+    sigma : float, default=1.0
+        Width σ of the smoothed ℓ0 norm, in data units.
+    gamma : float, default=1.0
+        Threshold scale γ of the STVS penalty.
+    schedule : {"constant", "tradeoff", "target_dim"}, default="constant"
+        ``"constant"``: λ fixed for ``n_iter`` iterations. ``"tradeoff"``:
+        Algorithm 1, minimise ``a·Spa + (1-a)·Res`` (normalised mean penalty
+        and sliced-Wasserstein residue). ``"target_dim"``: Algorithm 4, raise
+        λ until the mean displacement dimension is at most ``target_dim``,
+        then lower it while it stays there.
+    tradeoff : float in [0, 1], default=0.5
+        Weight ``a`` of sparsity in Algorithm 1.
+    target_dim : float, default=None
+        Dimension constraint ``l`` of Algorithm 4 (required for
+        ``schedule="target_dim"``).
+    hidden_sizes : tuple of int, default=(64, 64, 64, 64)
+        Hidden widths of both ICNNs (Makkuva et al.'s default).
+    n_iter : int, default=2000
+        Training iterations (one ``f`` step and ``n_inner`` ``g`` steps
+        each): all of them for ``"constant"``, the initial ``n_ini`` ones for
+        the annealing schedules.
+    n_inner : int, default=10
+        ``g`` steps per ``f`` step (Makkuva et al.'s default).
+    n_iter_round : int, default=500
+        Iterations per annealing round (``n_tr``); also the spacing of the
+        evaluations recorded in ``history_`` for ``"constant"``.
+    n_iter_rollback : int, default=None
+        Iterations at the kept λ after a rejected proposal (``n_sm``);
+        None means ``n_iter_round``.
+    temperature, min_temperature, decay : float, default=1.0, 0.15, 0.95
+        Annealing temperature: initial, final, and decay per round (the
+        paper's Appendix E).
+    radius, min_radius : float, default=3.0, 0.01
+        Proposal radius ``max(min_radius, exp(-radius (1 - Tem)))``.
+    batch_size : int, default=128
+        Mini-batch size (the paper's choice).
+    learning_rate : float, default=1e-4
+        Adam step size of both networks (Makkuva et al.'s default). Larger
+        steps train faster but their noise alone moves every coordinate by
+        more than ``atol``.
+    atol : float, default=1e-2
+        A coordinate moves when ``|Δ| > atol`` (displacement dimension).
+    n_eval : int, default=1000
+        Source and target points (a fixed subsample) used to evaluate the
+        map during training.
+    device : str, default="auto"
+        torch device; "auto" is CUDA when available.
+    source, target : label, default=None
+        Labels of the source and target rows of ``y``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds network initialisation, mini-batches and the annealing; with a
+        fixed seed a CPU fit is reproducible.
+    verbose : bool, default=False
+        Progress bar with the iteration, λ and current dimension.
+
+    Attributes
+    ----------
+    source_potential_ : ICNN
+        ``g``; ``transform`` is its gradient (in the internal coordinates).
+    target_potential_ : ICNN
+        ``f``; ``inverse_transform`` is its gradient.
+    center_, scale_ : ndarray, float
+        The internal coordinates are ``(x - center_) / scale_``.
+    lam_ : float
+        λ in effect at the end of training.
+    history_ : dict of lists
+        One entry per evaluation: ``step``, ``lam``, ``temperature``,
+        ``phase``, ``accepted``, ``sparsity``, ``residue``, ``dimension``
+        (``pandas.DataFrame(est.history_)`` to plot it).
+    dimension_ : float
+        Mean displacement dimension of the evaluation points at the end.
+    n_iter_ : int
+        Training iterations run.
+    device_ : str
+        Device the model was fitted on.
+    n_features_in_, feature_names_in_
+        As in scikit-learn.
+
+    Examples
+    --------
+    >>> from skmonge import NeuralSparseMap
+    >>> from skmonge.datasets import make_perturbation
+    >>> X, y, genes = make_perturbation(200, 30, 3, random_state=0)
+    >>> est = NeuralSparseMap(lam=1.0, n_iter=200, random_state=0).fit(X, y)
+    >>> est.transform(X[:5]).shape
+    (5, 30)
+    """
+
+    _parameter_constraints: dict = {
+        "penalty": [StrOptions({"smoothed_l0", "l1", "stvs"}), None],
+        "lam": [Interval(numbers.Real, 0, None, closed="left")],
+        "sigma": [Interval(numbers.Real, 0, None, closed="neither")],
+        "gamma": [Interval(numbers.Real, 0, None, closed="neither")],
+        "schedule": [StrOptions({"constant", "tradeoff", "target_dim"})],
+        "tradeoff": [Interval(numbers.Real, 0, 1, closed="both")],
+        "target_dim": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "hidden_sizes": ["array-like"],
+        "n_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_inner": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_iter_round": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_iter_rollback": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "min_temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "decay": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "radius": [Interval(numbers.Real, 0, None, closed="left")],
+        "min_radius": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "atol": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_eval": [Interval(numbers.Integral, 2, None, closed="left")],
+        "device": [str],
+        "source": "no_validation",
+        "target": "no_validation",
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        penalty="smoothed_l0",
+        lam=1e-3,
+        sigma=1.0,
+        gamma=1.0,
+        schedule="constant",
+        tradeoff=0.5,
+        target_dim=None,
+        hidden_sizes=(64, 64, 64, 64),
+        n_iter=2000,
+        n_inner=10,
+        n_iter_round=500,
+        n_iter_rollback=None,
+        temperature=1.0,
+        min_temperature=0.15,
+        decay=0.95,
+        radius=3.0,
+        min_radius=0.01,
+        batch_size=128,
+        learning_rate=1e-4,
+        atol=1e-2,
+        n_eval=1000,
+        device="auto",
+        source=None,
+        target=None,
+        random_state=None,
+        verbose=False,
+    ):
+        self.penalty = penalty
+        self.lam = lam
+        self.sigma = sigma
+        self.gamma = gamma
+        self.schedule = schedule
+        self.tradeoff = tradeoff
+        self.target_dim = target_dim
+        self.hidden_sizes = hidden_sizes
+        self.n_iter = n_iter
+        self.n_inner = n_inner
+        self.n_iter_round = n_iter_round
+        self.n_iter_rollback = n_iter_rollback
+        self.temperature = temperature
+        self.min_temperature = min_temperature
+        self.decay = decay
+        self.radius = radius
+        self.min_radius = min_radius
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.atol = atol
+        self.n_eval = n_eval
+        self.device = device
+        self.source = source
+        self.target = target
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    def _check_schedule(self):
+        if self.schedule == "target_dim" and self.target_dim is None:
+            raise ValueError(
+                "schedule='target_dim' needs target_dim (the l of Alg. 4)."
+            )
+        if self.schedule != "constant" and self.penalty is None:
+            raise ValueError(
+                f"schedule={self.schedule!r} adapts the penalty's intensity; "
+                "it needs a penalty (got penalty=None)."
+            )
+        if self.schedule != "constant" and self.lam <= 0:
+            raise ValueError(
+                "The annealing schedules scale λ multiplicatively; start from lam > 0."
+            )
+        if self.min_temperature >= self.temperature:
+            raise ValueError(
+                f"min_temperature={self.min_temperature} must be below "
+                f"temperature={self.temperature}."
+            )
+        sizes = np.asarray(self.hidden_sizes)
+        if sizes.ndim != 1 or sizes.size == 0 or not np.all(sizes >= 1):
+            raise ValueError(
+                f"hidden_sizes must be a non-empty sequence of positive ints, "
+                f"got {self.hidden_sizes!r}."
+            )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the two ICNN potentials between the source and target rows.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Both populations, pooled (sparse input is densified: the
+            networks see every gene).
+        y : array-like of shape (n_samples,)
+            Population label of each row (see ``source`` / ``target``).
+
+        Returns
+        -------
+        self : NeuralSparseMap
+        """
+        self._check_schedule()
+        X_source, X_target = self._validate_fit_input(X, y)
+        X_source = dense_rows(X_source, 0, X_source.shape[0], np.float64)
+        X_target = dense_rows(X_target, 0, X_target.shape[0], np.float64)
+        device = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        seed = seed_from(rng)
+
+        # Translation and common scaling leave the OT map equivariant.
+        center = X_source.mean(axis=0)
+        scale = math.sqrt(
+            0.5 * (X_source.var(axis=0).mean() + X_target.var(axis=0).mean())
+        )
+        if not scale > 0:
+            raise ValueError("Both samples are constant; there is no map to learn.")
+        mean_shift = (X_target.mean(axis=0) - center) / scale
+
+        dtype = torch.float32
+        source = to_tensor((X_source - center) / scale, device, dtype)
+        target = to_tensor((X_target - center) / scale, device, dtype)
+        d = source.shape[1]
+        hidden = tuple(int(h) for h in self.hidden_sizes)
+        with torch_seed(seed):
+            g = ICNN(d, hidden).to(device)
+            f = ICNN(d, hidden).to(device)
+            shift = to_tensor(mean_shift, device, dtype)
+            g.set_linear_term_(shift)
+            f.set_linear_term_(-shift)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+        n_eval_src = min(self.n_eval, source.shape[0])
+        n_eval_tgt = min(self.n_eval, target.shape[0])
+        eval_source = source[rng.choice(source.shape[0], n_eval_src, replace=False)]
+        eval_target = target[rng.choice(target.shape[0], n_eval_tgt, replace=False)]
+
+        self.center_ = center
+        self.scale_ = float(scale)
+        self.device_ = str(device)
+        trainer = _MinimaxTrainer(
+            g,
+            f,
+            source,
+            target,
+            penalty=make_penalty(self.penalty, gamma=self.gamma, sigma=self.sigma),
+            scale=self.scale_,
+            batch_size=self.batch_size,
+            n_inner=self.n_inner,
+            learning_rate=self.learning_rate,
+            generator=generator,
+        )
+        evaluate = _MapEvaluator(
+            g, trainer.penalty, eval_source, eval_target, self.scale_, self.atol, seed
+        )
+        progress = _Progress(self._planned_iterations(), self.verbose, self.lam)
+        try:
+            lam, history = self._run_schedule(trainer, evaluate, progress, rng)
+        finally:
+            progress.close()
+
+        self.source_potential_ = g.eval()
+        self.target_potential_ = f.eval()
+        self.lam_ = float(lam)
+        self.history_ = history.as_dict()
+        self.dimension_ = self.history_["dimension"][-1]
+        self.n_iter_ = int(history.step)
+        if self.schedule == "target_dim" and self.dimension_ > self.target_dim:
+            warnings.warn(
+                f"The target dimension {self.target_dim} was not reached: the "
+                f"final mean displacement dimension is {self.dimension_:.1f} "
+                f"(λ = {self.lam_:.3g}). Raise lam or n_iter, or lower min_temperature.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def _planned_iterations(self):
+        if self.schedule == "constant":
+            return self.n_iter
+        rounds = max(
+            0,
+            math.ceil(
+                math.log(self.min_temperature / self.temperature) / math.log(self.decay)
+            ),
+        )
+        rollback = (
+            self.n_iter_round if self.n_iter_rollback is None else self.n_iter_rollback
+        )
+        return self.n_iter + rounds * (self.n_iter_round + rollback)
+
+    def _run_schedule(self, trainer, evaluate, progress, rng):
+        history = annealing.AnnealingHistory()
+
+        def train(lam, n_steps):
+            trainer.train(lam, n_steps, progress)
+
+        def on_round(lam, metrics):
+            progress.show(lam, metrics["dimension"])
+
+        def checked_evaluate():
+            metrics = evaluate()
+            if not np.isfinite(metrics["residue"]):
+                raise FloatingPointError(
+                    "Training diverged (non-finite map); lower learning_rate or lam."
+                )
+            progress.show(None, metrics["dimension"])
+            return metrics
+
+        common = dict(
+            rng=rng,
+            n_init=self.n_iter,
+            n_train=self.n_iter_round,
+            n_rollback=(
+                self.n_iter_round
+                if self.n_iter_rollback is None
+                else self.n_iter_rollback
+            ),
+            temperature=self.temperature,
+            min_temperature=self.min_temperature,
+            decay=self.decay,
+            radius=self.radius,
+            min_radius=self.min_radius,
+            history=history,
+            on_round=on_round,
+        )
+        lam = float(self.lam)
+        if self.schedule == "tradeoff":
+            return annealing.anneal_tradeoff(
+                train, checked_evaluate, lam, tradeoff=self.tradeoff, **common
+            )
+        if self.schedule == "target_dim":
+            return annealing.anneal_target_dim(
+                train, checked_evaluate, lam, target_dim=self.target_dim, **common
+            )
+        done = 0
+        while done < self.n_iter:
+            n_steps = min(self.n_iter_round, self.n_iter - done)
+            train(lam, n_steps)
+            history.add_steps(n_steps)
+            done += n_steps
+            history.record("constant", lam, None, checked_evaluate())
+        return lam, history
+
+    # ----------------------------------------------------------------- maps
+    def _gradient_map(self, potential, X):
+        """``center + scale · ∇potential((x - center) / scale)``, chunked."""
+        device = torch.device(self._usable_device())
+        potential = potential.to(device)
+        out = np.empty(X.shape, dtype=X.dtype if X.dtype == np.float32 else np.float64)
+        for start in range(0, X.shape[0], _MAP_CHUNK_ROWS):
+            stop = min(start + _MAP_CHUNK_ROWS, X.shape[0])
+            rows = dense_rows(X, start, stop, np.float64)
+            z = to_tensor((rows - self.center_) / self.scale_, device, torch.float32)
+            grad = to_numpy(potential.gradient(z), np.float64)
+            out[start:stop] = grad * self.scale_ + self.center_
+        return out
+
+    def _usable_device(self):
+        if self.device_.startswith("cuda") and not torch.cuda.is_available():
+            return "cpu"
+        return self.device_
+
+    def _transform_array(self, X):
+        return self._gradient_map(self.source_potential_, X)
+
+    def inverse_transform(self, X):
+        """Map target points back to the source, ``y -> ∇f(y)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_source : ndarray of shape (n_samples, n_features)
+        """
+        return self._gradient_map(
+            self.target_potential_, self._validate_transform_input(X)
+        )
+
+    def displacement(self, X):
+        """Displacements ``T(x) - x`` of the rows of ``X`` (dense ndarray)."""
+        X = self._validate_transform_input(X)
+        return self._transform_array(X) - dense_rows(X, 0, X.shape[0], np.float64)
+
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = super().__getstate__()
+        # CPU copies: a model fitted on a GPU unpickles on a CPU-only machine.
+        for name in ("source_potential_", "target_potential_"):
+            if name in state:
+                state[name] = module_state_to_cpu(state[name])
+        return state
+
+
+class _MinimaxTrainer:
+    """Alternating Adam updates of ``g`` (inner) and ``f`` (outer).
+
+    One iteration is ``n_inner`` steps on
+
+    .. math:: L_g = \\mathbb{E}_x[f(∇g(x)) - \\langle x, ∇g(x)\\rangle]
+              + \\frac{λ}{s^2} \\mathbb{E}_x[τ(s(∇g(x) - x))]
+
+    and one step on :math:`L_f = \\mathbb{E}_y[f(y)] - \\mathbb{E}_x[f(∇g(x))]`,
+    in the internal coordinates (scale ``s``). The loop has no host
+    synchronisation: batches are drawn by a device generator and λ is a
+    Python float.
+    """
+
+    def __init__(
+        self,
+        g,
+        f,
+        source,
+        target,
+        *,
+        penalty,
+        scale,
+        batch_size,
+        n_inner,
+        learning_rate,
+        generator,
+    ):
+        self.g, self.f = g, f
+        self.source, self.target = source, target
+        self.penalty = penalty
+        self.scale = scale
+        self.batch_size = batch_size
+        self.n_inner = n_inner
+        self.generator = generator
+        # betas of Makkuva et al.'s implementation
+        self.g_params = list(g.parameters())
+        self.opt_g = torch.optim.Adam(self.g_params, lr=learning_rate, betas=(0.5, 0.9))
+        self.opt_f = torch.optim.Adam(
+            f.parameters(), lr=learning_rate, betas=(0.5, 0.9)
+        )
+
+    def _batch(self, data):
+        idx = torch.randint(
+            data.shape[0],
+            (self.batch_size,),
+            generator=self.generator,
+            device=data.device,
+        )
+        return data[idx]
+
+    def g_loss(self, x, lam):
+        mapped = self.g.gradient(x, create_graph=True)
+        loss = (self.f(mapped) - (x * mapped).sum(1)).mean()
+        if self.penalty is not None and lam > 0:
+            s = self.scale
+            loss = loss + (lam / (s * s)) * self.penalty.value(s * (mapped - x)).mean()
+        return loss
+
+    def train(self, lam, n_steps, progress=None):
+        g, f = self.g.train(), self.f.train()
+        for _ in range(n_steps):
+            for _ in range(self.n_inner):
+                loss_g = self.g_loss(self._batch(self.source), lam)
+                # gradients for g only: backward() would also fill f's
+                # (unused here), one more d x hidden GEMM per step
+                grads = torch.autograd.grad(loss_g, self.g_params)
+                for param, grad in zip(self.g_params, grads):
+                    param.grad = grad
+                self.opt_g.step()
+                g.clamp_weights_()
+            mapped = g.gradient(self._batch(self.source)).detach()
+            loss_f = f(self._batch(self.target)).mean() - f(mapped).mean()
+            self.opt_f.zero_grad(set_to_none=True)
+            loss_f.backward()
+            self.opt_f.step()
+            f.clamp_weights_()
+            if progress is not None:
+                progress.step()
+
+
+class _MapEvaluator:
+    """Spa, Res and the dimension of the current map on fixed evaluation points."""
+
+    def __init__(self, g, penalty, source, target, scale, atol, seed):
+        self.g, self.penalty = g, penalty
+        self.source, self.target = source, target
+        self.scale, self.atol = scale, atol
+        self.seed = seed % (2**31)
+
+    def __call__(self):
+        mapped = self.g.gradient(self.source).detach()
+        delta = self.scale * (mapped - self.source)
+        sparsity = (
+            float(self.penalty.value(delta).mean())
+            if self.penalty is not None
+            else float("nan")
+        )
+        dimension = float((delta.abs() > self.atol).sum(1, dtype=torch.float64).mean())
+        # in data units, with the same projections at every evaluation
+        residue = self.scale * sliced_wasserstein(
+            mapped.double(), self.target.double(), random_state=self.seed
+        )
+        return {"sparsity": sparsity, "residue": residue, "dimension": dimension}
+
+
+class _Progress:
+    """tqdm bar over training iterations (silent unless ``verbose``)."""
+
+    def __init__(self, total, verbose, lam):
+        self.bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="NeuralSparseMap", unit="it")
+        self.lam = lam
+
+    def step(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def show(self, lam, dimension):
+        if self.bar is None:
+            return
+        if lam is not None:
+            self.lam = lam
+        postfix = {"dim": f"{dimension:.1f}"}
+        if self.lam is not None:
+            postfix["λ"] = f"{self.lam:.3g}"
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
