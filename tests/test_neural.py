@@ -164,7 +164,9 @@ def test_tradeoff_annealing_follows_algorithm_1(tradeoff, seed):
     assert rows["phase"].count("propose") == n_rounds
     assert calls[0] == (1.0, 7) and rows["phase"][0] == "init"
     kept, i, n_rejected = 1.0, 1, 0
-    for phase, lam_row, accepted in zip(rows["phase"], rows["lam"], rows["accepted"]):
+    for phase, lam_row, accepted in zip(
+        rows["phase"], rows["lam"], rows["accepted"], strict=True
+    ):
         if phase != "propose":
             continue
         # trained n_train steps at the proposal ...
@@ -202,19 +204,23 @@ def test_target_dim_annealing_has_two_phases():
     rows = history.as_dict()
     phases = rows["phase"]
     first_decrease = phases.index("decrease")
-    increases = [lam for p, lam in zip(phases, rows["lam"]) if p == "increase"]
+    increases = [
+        lam for p, lam in zip(phases, rows["lam"], strict=True) if p == "increase"
+    ]
     # phase 1 raises λ until the constraint (dim = 100/λ <= 20, λ >= 5) holds
     assert np.all(np.diff(increases) > 0) and increases[-1] >= 5 > increases[-2]
     assert "increase" not in phases[first_decrease:]
     # phase 2 lowers λ, keeps only values that still meet the constraint
-    for p, lam_row, acc in zip(phases, rows["lam"], rows["accepted"]):
+    for p, lam_row, acc in zip(phases, rows["lam"], rows["accepted"], strict=True):
         if p == "decrease":
             assert acc == (100 / lam_row <= 20)
     assert 5 <= lam < increases[-1]
     assert rows["dimension"][-1] <= 20
     # temperature decays once per round over both phases
     temps = [
-        t for p, t in zip(phases, rows["temperature"]) if p in ("increase", "decrease")
+        t
+        for p, t in zip(phases, rows["temperature"], strict=True)
+        if p in ("increase", "decrease")
     ]
     assert np.allclose(np.diff(np.log(temps)), np.log(0.95))
 
@@ -265,7 +271,7 @@ def test_smoothed_l0_lowers_dimension_and_keeps_true_genes(perturbation_fits):
     assert perturbed_gene_recall(Xs, sparse.transform(Xs), genes) > 0.98
     assert sparse.dimension_ == pytest.approx(dim_sparse, abs=1.5)
     hist = sparse.history_
-    assert set(hist["phase"]) == {"constant"} and hist["step"][-1] == 200
+    assert set(hist["phase"]) == {"constant"} and hist["iteration"][-1] == 200
 
 
 def test_reproducible_and_float32(perturbation_fits):
@@ -298,7 +304,7 @@ def test_tradeoff_schedule_records_history(perturbation_fits):
     ).fit(X, y)
     phases = est.history_["phase"]
     assert phases[0] == "init" and phases.count("propose") == 7
-    assert est.n_iter_ == est.history_["step"][-1]
+    assert est.n_iter_ == est.history_["iteration"][-1]
     assert est.lam_ in est.history_["lam"]
 
 

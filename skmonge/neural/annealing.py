@@ -77,7 +77,7 @@ def metropolis_accept(eval_new, eval_current, temperature, rng):
 class AnnealingHistory:
     """Trajectory of a fit: one row per evaluation of the map.
 
-    Columns: ``step`` (training iterations so far), ``lam`` (intensity used
+    Columns: ``iteration`` (training iterations so far), ``lam`` (intensity used
     in the training just done), ``temperature``, ``phase`` (``"init"``,
     ``"constant"``, ``"propose"``, ``"rollback"``, ``"increase"`` or
     ``"decrease"``), ``accepted`` (for proposals; None otherwise),
@@ -88,7 +88,7 @@ class AnnealingHistory:
     """
 
     columns = (
-        "step",
+        "iteration",
         "lam",
         "temperature",
         "phase",
@@ -107,7 +107,7 @@ class AnnealingHistory:
 
     def record(self, phase, lam, temperature, metrics, accepted=None):
         row = {
-            "step": self.step,
+            "iteration": self.step,
             "lam": float(lam),
             "temperature": None if temperature is None else float(temperature),
             "phase": phase,

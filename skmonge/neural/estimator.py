@@ -36,7 +36,6 @@ from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseMonge, dense_rows
 from .._torch import (
@@ -145,9 +144,10 @@ class NeuralSparseMap(BaseMonge):
     lam_ : float
         λ in effect at the end of training.
     history_ : dict of lists
-        One entry per evaluation: ``step``, ``lam``, ``temperature``,
+        One entry per evaluation: ``iteration``, ``lam``, ``temperature``,
         ``phase``, ``accepted``, ``sparsity``, ``residue``, ``dimension``
-        (``pandas.DataFrame(est.history_)`` to plot it).
+        (``pandas.DataFrame(est.history_)``, or
+        :func:`skmonge.plotting.plot_lambda_trajectory` to plot it).
     dimension_ : float
         Mean displacement dimension of the evaluation points at the end.
     n_iter_ : int
@@ -364,7 +364,8 @@ class NeuralSparseMap(BaseMonge):
             warnings.warn(
                 f"The target dimension {self.target_dim} was not reached: the "
                 f"final mean displacement dimension is {self.dimension_:.1f} "
-                f"(λ = {self.lam_:.3g}). Raise lam or n_iter, or lower min_temperature.",
+                f"(λ = {self.lam_:.3g}). Raise lam or n_iter, or lower "
+                "min_temperature.",
                 ConvergenceWarning,
             )
         return self
@@ -387,6 +388,7 @@ class NeuralSparseMap(BaseMonge):
         history = annealing.AnnealingHistory()
 
         def train(lam, n_steps):
+            progress.show(lam)
             trainer.train(lam, n_steps, progress)
 
         def on_round(lam, metrics):
@@ -398,7 +400,7 @@ class NeuralSparseMap(BaseMonge):
                 raise FloatingPointError(
                     "Training diverged (non-finite map); lower learning_rate or lam."
                 )
-            progress.show(None, metrics["dimension"])
+            progress.show(dimension=metrics["dimension"])
             return metrics
 
         common = dict(
@@ -555,7 +557,7 @@ class _MinimaxTrainer:
                 # gradients for g only: backward() would also fill f's
                 # (unused here), one more d x hidden GEMM per step
                 grads = torch.autograd.grad(loss_g, self.g_params)
-                for param, grad in zip(self.g_params, grads):
+                for param, grad in zip(self.g_params, grads, strict=True):
                     param.grad = grad
                 self.opt_g.step()
                 g.clamp_weights_()
@@ -604,19 +606,23 @@ class _Progress:
 
             self.bar = tqdm(total=total, desc="NeuralSparseMap", unit="it")
         self.lam = lam
+        self.dimension = None
 
     def step(self):
         if self.bar is not None:
             self.bar.update(1)
 
-    def show(self, lam, dimension):
+    def show(self, lam=None, dimension=None):
+        """Update the λ and/or dimension shown next to the bar."""
         if self.bar is None:
             return
         if lam is not None:
             self.lam = lam
-        postfix = {"dim": f"{dimension:.1f}"}
-        if self.lam is not None:
-            postfix["λ"] = f"{self.lam:.3g}"
+        if dimension is not None:
+            self.dimension = dimension
+        postfix = {"λ": f"{self.lam:.3g}"}
+        if self.dimension is not None:
+            postfix["dim"] = f"{self.dimension:.1f}"
         self.bar.set_postfix(postfix, refresh=False)
 
     def close(self):

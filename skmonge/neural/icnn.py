@@ -112,7 +112,7 @@ class ICNN(nn.Module):
         self.hidden_layers = nn.ModuleList(
             [
                 nn.Linear(a, b, bias=False)
-                for a, b in zip(hidden_sizes, hidden_sizes[1:])
+                for a, b in zip(hidden_sizes[:-1], hidden_sizes[1:], strict=True)
             ]
         )
         self.output_layer = nn.Linear(hidden_sizes[-1], 1, bias=False)
@@ -176,7 +176,7 @@ class ICNN(nn.Module):
         z = self._sigma(skips[0])
         if self.square_first:
             z = z * z
-        for hidden, skip in zip(self.hidden_layers, skips[1:]):
+        for hidden, skip in zip(self.hidden_layers, skips[1:], strict=True):
             z = self._sigma(hidden(z) + skip)
         out = (self.output_layer(z) + linear).squeeze(-1)
         if self.rho is not None:
