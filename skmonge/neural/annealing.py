@@ -128,6 +128,34 @@ def _counting(train, history):
     return run
 
 
+class _Rollback:
+    """Return the model to the kept λ after a rejected proposal.
+
+    With ``snapshot``/``restore`` callbacks the model state saved when λ was
+    last kept is restored (the Markov chain then really moves between
+    (λ, model) states); without them the model is trained ``n_rollback``
+    iterations at the kept λ, the paper's "rollback steps", and evaluated.
+    """
+
+    def __init__(self, train, evaluate, n_rollback, snapshot, restore):
+        self.train, self.evaluate = train, evaluate
+        self.n_rollback = n_rollback
+        self.snapshot, self.restore = snapshot, restore
+        self.saved = None
+
+    def keep(self, metrics):
+        if self.snapshot is not None:
+            self.saved = (self.snapshot(), metrics)
+
+    def __call__(self, lam):
+        if self.saved is not None:
+            state, metrics = self.saved
+            self.restore(state)
+            return metrics
+        self.train(lam, self.n_rollback)
+        return self.evaluate()
+
+
 def _temperatures(temperature, min_temperature, decay):
     """The temperatures of the annealing rounds: ``Tem_0 d^k > Tem_min``."""
     while temperature > min_temperature:
@@ -176,6 +204,8 @@ def anneal_tradeoff(
     min_radius=0.01,
     history=None,
     on_round=None,
+    snapshot=None,
+    restore=None,
 ):
     r"""Algorithm 1: anneal λ to minimise :math:`a\,\mathrm{Spa} + (1-a)\,\mathrm{Res}`.
 
@@ -184,8 +214,10 @@ def anneal_tradeoff(
     accepted λ' becomes the current intensity; a rejected one is followed by
     ``n_rollback`` iterations at the current λ so the potentials return to
     it (the map is then evaluated again, so the next comparison is against
-    the state the model is really in). The temperature decays by ``decay``
-    each round until it reaches ``min_temperature``.
+    the state the model is really in); with ``snapshot()`` / ``restore(state)``
+    callbacks the model saved at the last accepted λ is restored instead. The
+    temperature decays by ``decay`` each round until it reaches
+    ``min_temperature``.
 
     Returns
     -------
@@ -202,10 +234,12 @@ def anneal_tradeoff(
             "residue", metrics["residue"]
         )
 
+    rollback = _Rollback(train, evaluate, n_rollback, snapshot, restore)
     train(lam, n_init)
     current = evaluate()
     norm.update(current)
     history.record("init", lam, temperature, current)
+    rollback.keep(current)
     for tem in _temperatures(temperature, min_temperature, decay):
         candidate = propose_intensity(lam, tem, rng, "both", radius, min_radius)
         train(candidate, n_train)
@@ -215,9 +249,9 @@ def anneal_tradeoff(
         history.record("propose", candidate, tem, proposed, accepted)
         if accepted:
             lam, current = candidate, proposed
+            rollback.keep(current)
         else:
-            train(lam, n_rollback)
-            current = evaluate()
+            current = rollback(lam)
             norm.update(current)
             history.record("rollback", lam, tem, current)
         if on_round is not None:
@@ -242,6 +276,8 @@ def anneal_target_dim(
     min_radius=0.01,
     history=None,
     on_round=None,
+    snapshot=None,
+    restore=None,
 ):
     r"""Algorithm 4: meet a displacement-dimension target, then relax λ.
 
@@ -249,9 +285,11 @@ def anneal_target_dim(
     ``target_dim``, λ is raised by ``λ (1 + U(0, R))`` and trained
     ``n_train`` iterations. Phase 2 (``"decrease"``): for the remaining
     temperatures λ is lowered by ``λ (1 + U(-R, 0))``; the lower λ is kept
-    when the dimension stays within the target, otherwise the model is
-    trained ``n_rollback`` iterations back at the kept λ (as in Algorithm
-    1), so that the final map is one trained at an intensity that met it.
+    when the dimension stays within the target, otherwise the model returns
+    to the kept λ: restored from the state saved when the constraint last
+    held (``snapshot`` / ``restore`` callbacks), or trained ``n_rollback``
+    iterations at it (as in Algorithm 1). Restoring guarantees that the final
+    map meets the constraint whenever phase 1 did.
 
     Returns
     -------
@@ -260,6 +298,7 @@ def anneal_target_dim(
     """
     history = AnnealingHistory() if history is None else history
     train = _counting(train, history)
+    rollback = _Rollback(train, evaluate, n_rollback, snapshot, restore)
     temperatures = _temperatures(temperature, min_temperature, decay)
 
     train(lam, n_init)
@@ -276,6 +315,8 @@ def anneal_target_dim(
         if on_round is not None:
             on_round(lam, current)
         tem = None  # consumed
+    if current["dimension"] <= target_dim:
+        rollback.keep(current)
     rest = temperatures if tem is None else _chain(tem, temperatures)
     for tem in rest:
         candidate = propose_intensity(lam, tem, rng, "down", radius, min_radius)
@@ -285,9 +326,9 @@ def anneal_target_dim(
         history.record("decrease", candidate, tem, proposed, accepted)
         if accepted:
             lam, current = candidate, proposed
+            rollback.keep(current)
         else:
-            train(lam, n_rollback)
-            current = evaluate()
+            current = rollback(lam)
             history.record("rollback", lam, tem, current)
         if on_round is not None:
             on_round(lam, current)
