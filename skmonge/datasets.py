@@ -200,9 +200,7 @@ def make_perturbation(
         n_samples=n_samples, n_features=n_features, n_perturbed=n_perturbed
     )
     if n_perturbed > n_features:
-        raise ValueError(
-            f"n_perturbed={n_perturbed} exceeds n_features={n_features}."
-        )
+        raise ValueError(f"n_perturbed={n_perturbed} exceeds n_features={n_features}.")
     if not np.isfinite(shift) or shift <= 0:
         raise ValueError(f"shift must be a positive number, got {shift!r}.")
     if not np.isfinite(noise) or noise < 0:
@@ -420,9 +418,7 @@ def make_inverse_ot(name="t_shape", n_samples=128, noise=0.0, random_state=None)
         (the ``pair_id`` fit parameter of :class:`~skmonge.LearnedCostMap`).
     """
     if name not in ("t_shape", "moons", "spiral"):
-        raise ValueError(
-            f"name must be 't_shape', 'moons' or 'spiral', got {name!r}."
-        )
+        raise ValueError(f"name must be 't_shape', 'moons' or 'spiral', got {name!r}.")
     if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
     if not noise >= 0:

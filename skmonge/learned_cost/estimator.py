@@ -1,0 +1,838 @@
+r"""LearnedCostMap: entropic Monge maps for a learned convex cost.
+
+Implements Howard, Deligiannidis, Rebeschini & Thornton, "Differentiable
+Cost-Parameterized Monge Map Estimators" (Algorithm 1). The cost is
+:math:`c(x, y) = h_θ(Φ_μ(x) - Φ_ν(y))` with :math:`h_θ` an α-strongly convex
+input convex network (optionally symmetric) and :math:`Φ_μ, Φ_ν` optional
+normalizing flows (identity by default). Each training step
+
+1. builds :math:`C_{ij} = h_θ(Φ_μ(x_i) - Φ_ν(y_j))` and solves entropic OT
+   with :math:`ε = \tilde ε \cdot \operatorname{mean}(C)` (log-domain Sinkhorn,
+   warm-started from the previous step);
+2. forms the entropic map (eqs. 9-10, and Theorem 3.2 with flows)
+
+   .. math:: T_θ(x) = Φ_ν^{-1}\Big[Φ_μ(x) - (∇h_θ)^{-1}\Big(
+             \sum_j p_j(x)\,∇h_θ(Φ_μ(x) - Φ_ν(y_j))\Big)\Big]
+
+   and its reverse :math:`T_θ^{-1}` (A.2.3);
+3. updates θ (and the flows) by Adam on a loss on the maps plus
+   regularisers, differentiating through Sinkhorn and :math:`(∇h_θ)^{-1}`
+   implicitly.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from .._base import BaseMonge, _dense, dense_rows
+from .._torch import (
+    import_torch,
+    resolve_device,
+    seed_from,
+    to_numpy,
+    to_tensor,
+    torch_seed,
+)
+
+__all__ = ["LearnedCostMap"]
+
+_LOSSES = {"pairs", "subsets", "low_rank", "k_directional", "coupling"}
+# Refresh the progress bar's loss (a host sync) every this many steps.
+_BAR_EVERY = 10
+
+
+def _check_sizes(value, name):
+    """A tuple of positive ints from ``value`` (a sequence), or a ValueError."""
+    try:
+        sizes = tuple(value)
+    except TypeError:
+        sizes = None
+    if sizes is None or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+        for s in sizes
+    ):
+        raise ValueError(
+            f"{name} must be a sequence of positive integers, got {value!r}."
+        )
+    return tuple(int(s) for s in sizes)
+
+
+def _check_ids(ids, n_samples, name):
+    """Integer ids of length ``n_samples`` (``-1`` = none), or a ValueError."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or ids.shape[0] != n_samples:
+        raise ValueError(
+            f"{name} must be a 1-d array with one entry per row of X "
+            f"({n_samples}), got shape {ids.shape}."
+        )
+    if ids.dtype.kind == "f":
+        if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)):
+            raise ValueError(f"{name} must hold integers (-1 for none).")
+        ids = ids.astype(np.int64)
+    elif ids.dtype.kind not in "iub":
+        raise ValueError(f"{name} must hold integers (-1 for none), got {ids.dtype}.")
+    ids = ids.astype(np.int64)
+    if np.any(ids < -1):
+        raise ValueError(f"{name} must be >= -1 (-1 marks rows without an id).")
+    return ids
+
+
+def _match_pairs(ids_source, ids_target):
+    """Row indices ``(i, j)`` of the known pairs: ids present on both sides."""
+    for side, ids in (("source", ids_source), ("target", ids_target)):
+        known = ids[ids >= 0]
+        if np.unique(known).size != known.size:
+            raise ValueError(
+                f"pair_id repeats an id among the {side} rows; each pair id "
+                "must mark at most one source and one target row."
+            )
+    common = np.intersect1d(ids_source[ids_source >= 0], ids_target[ids_target >= 0])
+    rows = np.array([np.flatnonzero(ids_source == k)[0] for k in common], dtype=int)
+    cols = np.array([np.flatnonzero(ids_target == k)[0] for k in common], dtype=int)
+    return rows, cols
+
+
+class LearnedCostMap(BaseMonge):
+    r"""Entropic Monge map for a learned convex cost (Howard et al.).
+
+    The ground cost is :math:`c(x, y) = h_θ(Φ_μ(x) - Φ_ν(y))` with
+
+    .. math:: h_θ(z) = \tilde h_θ(z) \;[+\; \tilde h_θ(-z)] + α\|z\|^2,
+
+    :math:`\tilde h_θ` an input convex network with CELU activations and
+    :math:`Φ_μ, Φ_ν` optional normalizing flows (identity when
+    ``flows=None``). θ is trained so that the *entropic map* of this cost,
+
+    .. math:: T_θ(x) = Φ_ν^{-1}\big[Φ_μ(x) - (∇h_θ)^{-1}(∇\hat f_θ(Φ_μ(x)))\big],
+              \qquad ∇\hat f_θ(u) = \sum_j p_j(u)\,∇h_θ(u - Φ_ν(y_j)),
+
+    with Gibbs weights :math:`p_j(u) ∝ e^{(g_j - h_θ(u - Φ_ν(y_j)))/ε}` from
+    the Sinkhorn potential ``g``, agrees with what is known about the
+    transport. Forward and reverse maps are trained jointly,
+    :math:`\mathcal L = ½\mathcal L(T_θ) + ½\mathcal L(T_θ^{-1})`, with
+    ``loss``:
+
+    ``"pairs"``
+        Known pairs (fit parameter ``pair_id``):
+        :math:`\frac1N\sum_k\|T_θ(x_k) - y_k\|^2`.
+    ``"subsets"``
+        Known subset correspondences (fit parameter ``subset_id``): mean over
+        subsets of the Sinkhorn divergence :math:`S_ε(T_{θ\sharp}\hat μ_s, \hat ν_s)`.
+    ``"low_rank"``
+        :math:`\frac1n\sum_{i > p}σ_i^2` of the displacement matrix
+        :math:`(T_θ(x_i) - x_i)_i`, with :math:`p` = ``rank``.
+    ``"k_directional"``
+        :math:`\frac1n\sum_i -\operatorname{LSE}_l[-d_{\cos}(T_θ(x_i) - x_i, v_l)]`
+        with ``n_directions`` learned directions :math:`v_l`.
+    ``"coupling"``
+        Baseline of the paper: maximise the plan's mass on the known pairs,
+        :math:`-\langle M, π_θ\rangle` (the cost is learned from the coupling,
+        not the map).
+
+    plus ``fit_weight`` times the Sinkhorn divergences
+    :math:`S_ε(T_{θ\sharp}\hat μ, \hat ν)` and
+    :math:`S_ε(T^{-1}_{θ\sharp}\hat ν, \hat μ)`, and the regularisers
+    ``cost_reg`` times :math:`\operatorname{LSE}(|C_{ij}|)^2`, ``symmetry_reg``
+    (separate flows kept close) and ``dirichlet_reg`` (flow Dirichlet energy).
+
+    Sinkhorn is differentiated implicitly at its fixed point and
+    :math:`(∇h_θ)^{-1}(w) = \arg\min_z h_θ(z) - \langle z, w\rangle` by the
+    implicit function theorem (Hessian-vector products); both are
+    warm-started across steps. Meant for low-dimensional data (a few to a few
+    tens of features, e.g. principal components): every step evaluates the
+    network on all ``n m`` pairwise differences.
+
+    Parameters
+    ----------
+    loss : str, default="pairs"
+        Training objective: ``"pairs"``, ``"subsets"``, ``"low_rank"``,
+        ``"k_directional"`` or ``"coupling"`` (see above).
+    hidden_sizes : sequence of int, default=(32, 32)
+        Hidden widths of the ICNN :math:`\tilde h_θ`. Empty: :math:`h = α\|z\|^2`
+        (only the flows, if any, are learned).
+    alpha : float, default=0.01
+        Weight of the strongly convex term :math:`α\|z\|^2` (> 0).
+    symmetric : bool, default=True
+        Use :math:`\tilde h_θ(z) + \tilde h_θ(-z)`, so that :math:`h(-z) = h(z)`.
+    flows : {None, "shared", "separate"}, default=None
+        No flows, one flow :math:`Φ_μ = Φ_ν` (keeps a symmetric cost
+        symmetric), or two flows.
+    flow_transforms : int, default=3
+        Autoregressive layers per flow (``zuko.flows.MAF``).
+    flow_hidden_sizes : sequence of int, default=(32, 32)
+        Hidden widths of each flow layer's conditioner.
+    relative_epsilon : float, default=0.01
+        ε as a fraction of the mean of the current cost matrix, used at the
+        end of training and by the fitted map.
+    relative_epsilon_init : float, default=None
+        When set, the relative ε decays geometrically from this value to
+        ``relative_epsilon`` over training (the paper's T-shape schedule).
+    rank : int, default=1
+        Subspace dimension ``p`` of ``loss="low_rank"``.
+    n_directions : int, default=2
+        Number of learned directions of ``loss="k_directional"``.
+    fit_weight : float, default=0.0
+        Weight of the Sinkhorn-divergence fit term (needs the map at every
+        point; 0 disables it).
+    divergence_epsilon : float, default=0.05
+        ε of the training Sinkhorn divergences, relative to the mean ½ℓ2²
+        cost among the target rows.
+    cost_reg : float, default=1e-5
+        :math:`λ_{max}`, weight of :math:`\operatorname{LSE}(|C_{ij}|)^2`.
+    symmetry_reg : float, default=0.0
+        Weight of :math:`\frac1n\sum\|Φ_μ(x_i) - Φ_ν(x_i)\|^2 + \frac1m\sum
+        \|Φ_μ(y_j) - Φ_ν(y_j)\|^2` (``flows="separate"`` only).
+    dirichlet_reg : float, default=0.0
+        Weight of the flows' Dirichlet energy
+        :math:`\frac1{2n}\sum\|∇Φ_μ(x_i)\|_F^2 + \frac1{2m}\sum\|∇Φ_ν(y_j)\|_F^2`.
+    reverse : bool, default=True
+        Train the reverse map jointly (A.2.3); else the forward map only.
+    learning_rate : float, default=3e-3
+        Adam step size of the cost network (and the directions).
+    flow_learning_rate : float, default=1e-3
+        Adam step size of the flows.
+    max_iter : int, default=500
+        Training steps (0 keeps the initial cost, :math:`≈ α\|z\|^2`).
+    tol : float, default=1e-5
+        Sinkhorn tolerance on the ℓ1 marginal error.
+    sinkhorn_max_iter : int, default=5000
+        Sinkhorn iterations of the final solve (the fitted potentials).
+    train_sinkhorn_iter : int, default=100
+        Maximum Sinkhorn iterations per training step. Each step is
+        warm-started from the previous one, so the potentials keep converging
+        across steps while the cost changes; capping them keeps a step cheap
+        when a sharp learned cost makes Sinkhorn slow (small ε), at the price
+        of implicit gradients taken slightly off the fixed point.
+    source, target : label, default=None
+        Labels in ``y`` of the source and target rows (see :class:`EntropicSparseMap`).
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the torch computations (float32 is faster on GPUs).
+    device : str, default="auto"
+        Torch device; ``"auto"`` is CUDA when available.
+    batch_size : int, default=None
+        Rows per chunk when mapping new points (256 when None).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation of the networks and directions.
+    verbose : bool, default=False
+        Progress bar with the training loss.
+
+    Attributes
+    ----------
+    cost_ : LearnedCost
+        The learned cost, callable as ``cost_(X, Y) -> (n, m)`` matrix, with
+        ``h``, ``grad_h`` and ``inverse_grad_h``.
+    epsilon_ : float
+        Absolute ε of the fitted map.
+    source_, target_ : ndarray of shape (n_source, n_features), (n_target, n_features)
+        Fitted samples (float64).
+    potential_source_, potential_target_ : ndarray
+        Sinkhorn potentials ``f`` and ``g`` for the learned cost and
+        ``epsilon_``.
+    directions_ : ndarray of shape (n_directions, n_features)
+        Learned unit directions (``loss="k_directional"`` only).
+    n_pairs_ : int
+        Known pairs used (``pair_id``), 0 when none.
+    loss_curve_ : ndarray
+        Training loss at every step (length ``n_iter_``).
+    n_iter_ : int
+        Training steps run.
+    converged_ : bool
+        Whether the final Sinkhorn solve and inner solver converged.
+    source_label_, target_label_ : label
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    Examples
+    --------
+    >>> from skmonge import LearnedCostMap
+    >>> from skmonge.datasets import make_inverse_ot
+    >>> X, y, pair_id = make_inverse_ot("t_shape", n_samples=64, random_state=0)
+    >>> est = LearnedCostMap(max_iter=20, random_state=0)
+    >>> est.fit(X, y, pair_id=pair_id).transform(X[:3]).shape
+    (3, 2)
+    """
+
+    _parameter_constraints: dict = {
+        "loss": [StrOptions(_LOSSES)],
+        "hidden_sizes": ["array-like"],
+        "alpha": [Interval(numbers.Real, 0, None, closed="neither")],
+        "symmetric": ["boolean"],
+        "flows": [StrOptions({"shared", "separate"}), None],
+        "flow_transforms": [Interval(numbers.Integral, 1, None, closed="left")],
+        "flow_hidden_sizes": ["array-like"],
+        "relative_epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "relative_epsilon_init": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            None,
+        ],
+        "rank": [Interval(numbers.Integral, 0, None, closed="left")],
+        "n_directions": [Interval(numbers.Integral, 1, None, closed="left")],
+        "fit_weight": [Interval(numbers.Real, 0, None, closed="left")],
+        "divergence_epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "cost_reg": [Interval(numbers.Real, 0, None, closed="left")],
+        "symmetry_reg": [Interval(numbers.Real, 0, None, closed="left")],
+        "dirichlet_reg": [Interval(numbers.Real, 0, None, closed="left")],
+        "reverse": ["boolean"],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "flow_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "sinkhorn_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "train_sinkhorn_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "source": "no_validation",
+        "target": "no_validation",
+        "dtype": [StrOptions({"float32", "float64"})],
+        "device": [str],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        loss="pairs",
+        hidden_sizes=(32, 32),
+        alpha=0.01,
+        symmetric=True,
+        flows=None,
+        flow_transforms=3,
+        flow_hidden_sizes=(32, 32),
+        relative_epsilon=0.01,
+        relative_epsilon_init=None,
+        rank=1,
+        n_directions=2,
+        fit_weight=0.0,
+        divergence_epsilon=0.05,
+        cost_reg=1e-5,
+        symmetry_reg=0.0,
+        dirichlet_reg=0.0,
+        reverse=True,
+        learning_rate=3e-3,
+        flow_learning_rate=1e-3,
+        max_iter=500,
+        tol=1e-5,
+        sinkhorn_max_iter=5000,
+        train_sinkhorn_iter=100,
+        source=None,
+        target=None,
+        dtype="float64",
+        device="auto",
+        batch_size=None,
+        random_state=None,
+        verbose=False,
+    ):
+        self.loss = loss
+        self.hidden_sizes = hidden_sizes
+        self.alpha = alpha
+        self.symmetric = symmetric
+        self.flows = flows
+        self.flow_transforms = flow_transforms
+        self.flow_hidden_sizes = flow_hidden_sizes
+        self.relative_epsilon = relative_epsilon
+        self.relative_epsilon_init = relative_epsilon_init
+        self.rank = rank
+        self.n_directions = n_directions
+        self.fit_weight = fit_weight
+        self.divergence_epsilon = divergence_epsilon
+        self.cost_reg = cost_reg
+        self.symmetry_reg = symmetry_reg
+        self.dirichlet_reg = dirichlet_reg
+        self.reverse = reverse
+        self.learning_rate = learning_rate
+        self.flow_learning_rate = flow_learning_rate
+        self.max_iter = max_iter
+        self.tol = tol
+        self.sinkhorn_max_iter = sinkhorn_max_iter
+        self.train_sinkhorn_iter = train_sinkhorn_iter
+        self.source = source
+        self.target = target
+        self.dtype = dtype
+        self.device = device
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    def _known_structure(self, y, pair_id, subset_id):
+        """Split ``pair_id`` / ``subset_id`` with the fit masks; check the loss."""
+        y = np.asarray(y).reshape(-1)
+        n_samples = y.shape[0]
+        is_source = y == self.source_label_
+        is_target = y == self.target_label_
+        pairs = (np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+        if pair_id is not None:
+            ids = _check_ids(pair_id, n_samples, "pair_id")
+            pairs = _match_pairs(ids[is_source], ids[is_target])
+        groups = []
+        if subset_id is not None:
+            ids = _check_ids(subset_id, n_samples, "subset_id")
+            src, tgt = ids[is_source], ids[is_target]
+            for k in np.intersect1d(src[src >= 0], tgt[tgt >= 0]):
+                groups.append((np.flatnonzero(src == k), np.flatnonzero(tgt == k)))
+        if self.loss in ("pairs", "coupling") and pairs[0].size == 0:
+            raise ValueError(
+                f"loss={self.loss!r} needs known pairs: pass pair_id (one id per "
+                "row, -1 for unpaired rows) with at least one id shared by a "
+                "source row and a target row."
+            )
+        if self.loss == "subsets" and not groups:
+            raise ValueError(
+                "loss='subsets' needs subset_id (one id per row, -1 for none) "
+                "with at least one id present among both source and target rows."
+            )
+        return pairs, groups
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, pair_id=None, subset_id=None):
+        """Learn the cost (and flows) and the entropic map from source to target rows.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Both populations, pooled (sparse input is densified: the
+            estimator is meant for low-dimensional data).
+        y : array-like of shape (n_samples,)
+            Population label of each row (see ``source`` / ``target``).
+        pair_id : array-like of int of shape (n_samples,), default=None
+            Known pairs: a source row and a target row with the same id
+            ``>= 0`` are a pair; ``-1`` marks unpaired rows. Ids present on
+            one side only (e.g. split by cross-validation) are ignored.
+            Required by ``loss="pairs"`` and ``"coupling"``.
+        subset_id : array-like of int of shape (n_samples,), default=None
+            Source subset ``k`` is known to map to target subset ``k``;
+            ``-1`` for rows in no subset. Required by ``loss="subsets"``.
+
+        Returns
+        -------
+        self : LearnedCostMap
+        """
+        X_source, X_target = self._validate_fit_input(X, y)
+        hidden = _check_sizes(self.hidden_sizes, "hidden_sizes")
+        flow_hidden = _check_sizes(self.flow_hidden_sizes, "flow_hidden_sizes")
+        if not flow_hidden:
+            raise ValueError("flow_hidden_sizes must not be empty.")
+        pairs, groups = self._known_structure(y, pair_id, subset_id)
+        device = resolve_device(self.device)
+        tdtype = getattr(import_torch(), self.dtype)
+        self._fit_torch(
+            np.asarray(_dense(X_source), dtype=np.float64),
+            np.asarray(_dense(X_target), dtype=np.float64),
+            hidden,
+            flow_hidden,
+            pairs,
+            groups,
+            device,
+            tdtype,
+        )
+        return self
+
+    def _relative_epsilons(self):
+        """Relative ε of every training step (geometric decay when asked)."""
+        steps = max(1, self.max_iter)
+        if self.relative_epsilon_init is None or steps == 1:
+            return np.full(steps, float(self.relative_epsilon))
+        return np.geomspace(
+            float(self.relative_epsilon_init), float(self.relative_epsilon), steps
+        )
+
+    def _fit_torch(
+        self, Xs_np, Yt_np, hidden, flow_hidden, pairs, groups, device, tdtype
+    ):
+        torch = import_torch()
+        from .costs import ConvexCost, LearnedCost, pairwise_cost
+        from .flows import dirichlet_energy, make_flow, symmetry_penalty
+        from .inverse import inverse_gradient
+        from .losses import (
+            cost_matrix_penalty,
+            coupling_loss,
+            k_directional_loss,
+            low_rank_loss,
+            pairs_loss,
+            subsets_loss,
+        )
+        from .maps import aggregated_gradient, displacement_guess
+        from .sinkhorn import (
+            half_sq_dist,
+            sinkhorn_divergence,
+            sinkhorn_log,
+            sinkhorn_potentials,
+            transport_plan,
+        )
+
+        n, m, d = Xs_np.shape[0], Yt_np.shape[0], Xs_np.shape[1]
+        Xs = to_tensor(np.array(Xs_np), device, tdtype)
+        Yt = to_tensor(np.array(Yt_np), device, tdtype)
+        log_a = torch.full((n,), -math.log(n), dtype=tdtype, device=device)
+        log_b = torch.full((m,), -math.log(m), dtype=tdtype, device=device)
+
+        # ------------------------------------------------------- modules
+        with torch_seed(seed_from(self.random_state)):
+            h = ConvexCost(d, hidden, self.alpha, self.symmetric)
+            flow_s = flow_t = None
+            if self.flows is not None:
+                flow_s = make_flow(d, self.flow_transforms, flow_hidden)
+                flow_t = (
+                    flow_s
+                    if self.flows == "shared"
+                    else make_flow(d, self.flow_transforms, flow_hidden)
+                )
+            directions = None
+            if self.loss == "k_directional":
+                directions = torch.nn.Parameter(torch.randn(self.n_directions, d))
+        h = h.to(device=device, dtype=tdtype)
+        flow_list = []
+        if flow_s is not None:
+            flow_s = flow_s.to(device=device, dtype=tdtype)
+            flow_list.append(flow_s)
+            if flow_t is not flow_s:
+                flow_t = flow_t.to(device=device, dtype=tdtype)
+                flow_list.append(flow_t)
+            else:
+                flow_t = flow_s
+        cost = LearnedCost(h, flow_s, flow_t)
+        if directions is not None:
+            directions = torch.nn.Parameter(directions.data.to(device, tdtype))
+
+        groups_param = [{"params": list(h.parameters()), "lr": self.learning_rate}]
+        if directions is not None:
+            groups_param.append({"params": [directions], "lr": self.learning_rate})
+        flow_params = [p for flow in flow_list for p in flow.parameters()]
+        if flow_params:
+            groups_param.append({"params": flow_params, "lr": self.flow_learning_rate})
+        n_trainable = sum(p.numel() for g in groups_param for p in g["params"])
+        max_iter = int(self.max_iter) if n_trainable else 0
+
+        # ------------------------------------------------- what the loss needs
+        loss = self.loss
+        rows_pair = torch.as_tensor(pairs[0], device=device, dtype=torch.long)
+        cols_pair = torch.as_tensor(pairs[1], device=device, dtype=torch.long)
+        all_points = loss in ("subsets", "low_rank", "k_directional") or (
+            self.fit_weight > 0
+        )
+        needs_map = loss != "coupling" or self.fit_weight > 0
+        rows_f = torch.arange(n, device=device) if all_points else rows_pair
+        cols_r = torch.arange(m, device=device) if all_points else cols_pair
+        pair_pos = torch.arange(rows_pair.shape[0], device=device)
+        use_reverse = bool(self.reverse)
+        if not use_reverse:
+            cols_r = cols_r[:0]
+        half = 0.5 if use_reverse else 1.0
+        with torch.no_grad():
+            div_eps = float(self.divergence_epsilon) * float(
+                half_sq_dist(Yt, Yt).mean()
+            )
+        if not div_eps > 0:
+            div_eps = float(self.divergence_epsilon)
+        group_idx = [
+            (
+                torch.as_tensor(r, device=device, dtype=torch.long),
+                torch.as_tensor(c, device=device, dtype=torch.long),
+            )
+            for r, c in groups
+        ]
+        states = {
+            "sub_f": [{} for _ in groups],
+            "sub_r": [{} for _ in groups],
+            "fit_f": {},
+            "fit_r": {},
+        }
+
+        rel_eps = self._relative_epsilons()
+        history = torch.zeros(max_iter, dtype=tdtype, device=device)
+        optimizer = torch.optim.Adam(groups_param) if max_iter else None
+        g_abs = None  # warm start of Sinkhorn, absolute units (detached)
+        z_prev = None  # warm start of (∇h)^{-1}
+        solver_ok = True
+
+        def push():
+            return cost.push_source(Xs), cost.push_target(Yt)
+
+        bar = tqdm(range(max_iter), desc="LearnedCostMap", disable=not self.verbose)
+        for step in bar:
+            Xp, Yp = push()
+            if needs_map:
+                C, G = pairwise_cost(h, Xp, Yp, with_gradient=True, create_graph=True)
+            else:
+                C, G = pairwise_cost(h, Xp, Yp), None
+            eps = float(rel_eps[step]) * C.mean()
+            K = C / eps
+            g_init = None if g_abs is None else g_abs / eps.detach()
+            f_t, g_t = sinkhorn_potentials(
+                K, log_a, log_b, g_init, self.tol, self.train_sinkhorn_iter
+            )
+            g_abs = (g_t * eps).detach()
+            objective = C.new_zeros(())
+            if needs_map:
+                W_f = aggregated_gradient(C[rows_f], G[rows_f], g_t, log_b, eps)
+                W_r = aggregated_gradient(
+                    C[:, cols_r], G[:, cols_r], f_t, log_a, eps, reverse=True
+                )
+                W = torch.cat([W_f, W_r])
+                if z_prev is None:
+                    with torch.no_grad():
+                        z_prev = torch.cat(
+                            [
+                                displacement_guess(
+                                    C[rows_f], Xp[rows_f], Yp, g_t, log_b, eps
+                                ),
+                                displacement_guess(
+                                    C[:, cols_r], Xp, Yp[cols_r], f_t, log_a, eps, True
+                                ),
+                            ]
+                        )
+                info = {}
+                z = inverse_gradient(h, W, z_prev, info=info)
+                solver_ok = info.get("converged", True)
+                z_prev = z.detach()
+                z_f, z_r = z[: rows_f.shape[0]], z[rows_f.shape[0] :]
+                T_f = cost.pull_target(Xp[rows_f] - z_f)
+                T_r = cost.pull_source(Yp[cols_r] + z_r)
+                X_f, Y_r = Xs[rows_f], Yt[cols_r]
+
+            if loss == "pairs":
+                # rows of T_f / T_r holding the paired points
+                pos = rows_pair if all_points else pair_pos
+                pos_r = cols_pair if all_points else pair_pos
+                objective = objective + half * pairs_loss(T_f[pos], Yt[cols_pair])
+                if use_reverse:
+                    objective = objective + half * pairs_loss(T_r[pos_r], Xs[rows_pair])
+            elif loss == "subsets":
+                objective = objective + half * subsets_loss(
+                    T_f, Yt, group_idx, div_eps, states["sub_f"]
+                )
+                if use_reverse:
+                    swapped = [(c, r) for r, c in group_idx]
+                    objective = objective + half * subsets_loss(
+                        T_r, Xs, swapped, div_eps, states["sub_r"]
+                    )
+            elif loss == "low_rank":
+                objective = objective + half * low_rank_loss(T_f - X_f, self.rank)
+                if use_reverse:
+                    objective = objective + half * low_rank_loss(T_r - Y_r, self.rank)
+            elif loss == "k_directional":
+                objective = objective + half * k_directional_loss(T_f - X_f, directions)
+                if use_reverse:
+                    # reverse displacements point the other way
+                    objective = objective + half * k_directional_loss(
+                        Y_r - T_r, directions
+                    )
+            else:  # coupling
+                plan = transport_plan(K, f_t, g_t, log_a, log_b)
+                objective = objective + coupling_loss(plan, rows_pair, cols_pair)
+
+            if self.fit_weight > 0:
+                fit = half * sinkhorn_divergence(
+                    T_f, Yt, div_eps, state=states["fit_f"]
+                )
+                if use_reverse:
+                    fit = fit + half * sinkhorn_divergence(
+                        T_r, Xs, div_eps, state=states["fit_r"]
+                    )
+                objective = objective + self.fit_weight * fit
+            if self.cost_reg > 0:
+                objective = objective + self.cost_reg * cost_matrix_penalty(C)
+            if flow_list and self.symmetry_reg > 0 and len(flow_list) == 2:
+                objective = objective + self.symmetry_reg * symmetry_penalty(
+                    flow_s, flow_t, Xs, Yt
+                )
+            if flow_list and self.dirichlet_reg > 0:
+                objective = objective + self.dirichlet_reg * (
+                    dirichlet_energy(flow_s, Xs) + dirichlet_energy(flow_t, Yt)
+                )
+
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            optimizer.step()
+            h.clamp_weights_()
+            history[step] = objective.detach()
+            if self.verbose and (step % _BAR_EVERY == 0 or step == max_iter - 1):
+                bar.set_postfix(loss=f"{float(objective.detach()):.4g}")
+
+        # ------------------------------------------- final potentials and map
+        with torch.no_grad():
+            Xp, Yp = push()
+            C = pairwise_cost(h, Xp, Yp)
+            mean_cost = float(C.mean())
+            if not mean_cost > 0:
+                raise ValueError(
+                    "The mean learned cost between source and target is not "
+                    "positive (identical constant samples?)."
+                )
+            eps = float(self.relative_epsilon) * mean_cost
+            g_init = None if g_abs is None else g_abs / eps
+            f_t, g_t, n_sink, err = sinkhorn_log(
+                C / eps, log_a, log_b, g_init, self.tol, self.sinkhorn_max_iter
+            )
+        sink_ok = err <= self.tol
+        self.cost_ = cost
+        self.epsilon_ = eps
+        self.source_ = Xs_np
+        self.target_ = Yt_np
+        self.potential_source_ = to_numpy(f_t * eps, np.float64)
+        self.potential_target_ = to_numpy(g_t * eps, np.float64)
+        self.directions_ = (
+            None
+            if directions is None
+            else to_numpy(torch.nn.functional.normalize(directions.detach(), dim=1))
+        )
+        self.n_pairs_ = int(pairs[0].size)
+        self.loss_curve_ = to_numpy(history, np.float64)
+        self.n_iter_ = max_iter
+        self.converged_ = bool(sink_ok and solver_ok)
+        if not sink_ok:
+            warnings.warn(
+                f"Sinkhorn did not converge for the learned cost: marginal error "
+                f"{err:.3e} > tol={self.tol:.1e} after {n_sink} iterations "
+                f"(epsilon={eps:.4g}). Increase sinkhorn_max_iter or "
+                "relative_epsilon.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if not solver_ok:
+            warnings.warn(
+                "The inner solver of (grad h)^{-1} did not converge at the last "
+                "training step; increase alpha or lower the learning rate.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    # ----------------------------------------------------------------- maps
+    def _map(self, X, reverse):
+        """Forward (or reverse) map of the rows of a validated ``X``."""
+        torch = import_torch()
+        from .maps import map_points
+
+        cost = self.cost_
+        device, tdtype = cost.device, cost.dtype
+        out_dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        chunk = 256 if self.batch_size is None else int(self.batch_size)
+        out = np.empty(X.shape, dtype=out_dtype)
+        info, converged = {}, True
+        with torch.no_grad():
+            if reverse:
+                support = cost.push_source(to_tensor(self.source_, device, tdtype))
+                potential = to_tensor(
+                    self.potential_source_ / self.epsilon_, device, tdtype
+                )
+                n = support.shape[0]
+            else:
+                support = cost.push_target(to_tensor(self.target_, device, tdtype))
+                potential = to_tensor(
+                    self.potential_target_ / self.epsilon_, device, tdtype
+                )
+                n = support.shape[0]
+            log_w = torch.full((n,), -math.log(n), dtype=tdtype, device=device)
+            for start in range(0, X.shape[0], chunk):
+                rows = to_tensor(
+                    dense_rows(X, start, start + chunk, np.float64), device, tdtype
+                )
+                if reverse:
+                    P = cost.push_target(rows)
+                    z = map_points(
+                        cost.h_module,
+                        P,
+                        support,
+                        potential,
+                        log_w,
+                        self.epsilon_,
+                        reverse=True,
+                        chunk_size=chunk,
+                        info=info,
+                    )
+                    mapped = cost.pull_source(P + z)
+                else:
+                    P = cost.push_source(rows)
+                    z = map_points(
+                        cost.h_module,
+                        P,
+                        support,
+                        potential,
+                        log_w,
+                        self.epsilon_,
+                        chunk_size=chunk,
+                        info=info,
+                    )
+                    mapped = cost.pull_target(P - z)
+                converged = converged and info["converged"]
+                out[start : start + chunk] = to_numpy(mapped, out_dtype)
+        if not converged:
+            warnings.warn(
+                "The inner solver of (grad h)^{-1} did not converge for some "
+                "points; their images are approximate.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return out
+
+    def _transform_array(self, X):
+        return self._map(X, reverse=False)
+
+    def inverse_transform(self, X):
+        r"""Map every row of ``X`` as a target point back to the source.
+
+        The reverse entropic map (A.2.3) with the source potential ``f`` and
+        :math:`\tilde h(z) = h(-z)`, pulled back through :math:`Φ_μ`:
+
+        .. math:: T^{-1}(y) = Φ_μ^{-1}\Big[Φ_ν(y) + (∇h)^{-1}\Big(\sum_i q_i\,
+                  ∇h(Φ_μ(x_i) - Φ_ν(y))\Big)\Big].
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_mapped : ndarray of shape (n_samples, n_features)
+            With the floating dtype of ``X``.
+        """
+        return self._map(self._validate_transform_input(X), reverse=True)
+
+    def transport_plan(self, X=None, y=None):
+        r"""Entropic plan of the learned cost.
+
+        Without arguments, the fitted plan between ``source_`` and ``target_``,
+        :math:`P_{ij} = \frac1{nm}\exp((f_i + g_j - c(x_i, y_j))/ε)`. With
+        held-out ``(X, y)``, Sinkhorn is solved for the learned cost between
+        their source and target rows, with ε = ``relative_epsilon`` times the
+        mean cost.
+
+        Returns
+        -------
+        plan : ndarray of shape (n_source, n_target)
+            Sums to one.
+        """
+        from ..sinkhorn import sinkhorn
+        from ..sinkhorn import transport_plan as numpy_plan
+
+        check_is_fitted(self)
+        if X is None:
+            C = self.cost_(self.source_, self.target_)
+            return numpy_plan(
+                C, self.potential_source_, self.potential_target_, self.epsilon_
+            )
+        X_source, X_target = self._split_fitted_labels(X, y)
+        C = self.cost_(X_source, X_target)
+        eps = float(self.relative_epsilon) * float(C.mean())
+        result = sinkhorn(C, eps, tol=self.tol, max_iter=self.sinkhorn_max_iter)
+        return numpy_plan(C, result.f, result.g, eps)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "cost_" in state:
+            # CPU copies of the torch modules (LearnedCost.__getstate__): a
+            # model fitted on a GPU unpickles on a CPU-only machine.
+            from .costs import LearnedCost
+
+            cpu = LearnedCost.__new__(LearnedCost)
+            cpu.__dict__.update(state["cost_"].__getstate__())
+            state = dict(state, cost_=cpu)
+        return state
