@@ -19,8 +19,9 @@ Sections (all by default; pass names to run a subset):
         128 new points, against the ½ℓ2² entropic map.
 
 The datasets of C.1 and D.2 are not specified by the paper; ours are
-documented in :func:`skmonge.datasets.make_inverse_ot` and below. torch runs
-on one thread (these problems are small, and the machine is shared).
+documented in :func:`skmonge.datasets.make_inverse_ot` and below. torch
+uses its default number of threads (all cores); on a busy machine set
+``OMP_NUM_THREADS=1``, since small operations then stall at thread barriers.
 
     python benchmarks/reproduce_learned_cost.py [c1] [d1] [d2]
 """
@@ -32,15 +33,12 @@ import time
 import warnings
 
 import numpy as np
-import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from skmonge import EntropicSparseMap, LearnedCostMap
 from skmonge.datasets import make_inverse_ot, make_limited_pairs
 from skmonge.metrics import incorrect_mass, pair_rmse
 from skmonge.sinkhorn import sinkhorn_divergence
-
-torch.set_num_threads(1)
 
 
 def _divergence(mapped, target):
