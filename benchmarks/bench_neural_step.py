@@ -32,6 +32,7 @@ def make_trainer(d, n, batch_size, n_inner, seed=0):
         target,
         penalty=make_penalty("smoothed_l0"),
         scale=1.0,
+        offset=torch.zeros(d),
         batch_size=batch_size,
         n_inner=n_inner,
         learning_rate=1e-4,
