@@ -717,51 +717,38 @@ class LearnedCostMap(BaseMonge):
         chunk = 256 if self.batch_size is None else int(self.batch_size)
         out = np.empty(X.shape, dtype=out_dtype)
         info, converged = {}, True
+        # forward: x -> Φ_ν^{-1}(Φ_μ(x) - z); reverse: y -> Φ_μ^{-1}(Φ_ν(y) + z),
+        # with z = (∇h)^{-1} of the aggregated gradient against the other side
+        if reverse:
+            push, pull, sign = cost.push_target, cost.pull_source, 1.0
+            support, potential = self.source_, self.potential_source_
+            push_support = cost.push_source
+        else:
+            push, pull, sign = cost.push_source, cost.pull_target, -1.0
+            support, potential = self.target_, self.potential_target_
+            push_support = cost.push_target
         with torch.no_grad():
-            if reverse:
-                support = cost.push_source(to_tensor(self.source_, device, tdtype))
-                potential = to_tensor(
-                    self.potential_source_ / self.epsilon_, device, tdtype
-                )
-                n = support.shape[0]
-            else:
-                support = cost.push_target(to_tensor(self.target_, device, tdtype))
-                potential = to_tensor(
-                    self.potential_target_ / self.epsilon_, device, tdtype
-                )
-                n = support.shape[0]
+            support = push_support(to_tensor(support, device, tdtype))
+            potential = to_tensor(potential / self.epsilon_, device, tdtype)
+            n = support.shape[0]
             log_w = torch.full((n,), -math.log(n), dtype=tdtype, device=device)
             for start in range(0, X.shape[0], chunk):
                 rows = to_tensor(
                     dense_rows(X, start, start + chunk, np.float64), device, tdtype
                 )
-                if reverse:
-                    P = cost.push_target(rows)
-                    z = map_points(
-                        cost.h_module,
-                        P,
-                        support,
-                        potential,
-                        log_w,
-                        self.epsilon_,
-                        reverse=True,
-                        chunk_size=chunk,
-                        info=info,
-                    )
-                    mapped = cost.pull_source(P + z)
-                else:
-                    P = cost.push_source(rows)
-                    z = map_points(
-                        cost.h_module,
-                        P,
-                        support,
-                        potential,
-                        log_w,
-                        self.epsilon_,
-                        chunk_size=chunk,
-                        info=info,
-                    )
-                    mapped = cost.pull_target(P - z)
+                P = push(rows)
+                z = map_points(
+                    cost.h_module,
+                    P,
+                    support,
+                    potential,
+                    log_w,
+                    self.epsilon_,
+                    reverse=reverse,
+                    chunk_size=chunk,
+                    info=info,
+                )
+                mapped = pull(P + sign * z)
                 converged = converged and info["converged"]
                 out[start : start + chunk] = to_numpy(mapped, out_dtype)
         if not converged:
