@@ -80,6 +80,20 @@ def test_icnn_gradient_shape_and_finite_differences():
     torch.testing.assert_close(grad, fd, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("activation", ["leaky_relu", "softplus"])
+def test_icnn_activations_are_convex(activation):
+    torch.manual_seed(5)
+    net = ICNN(3, (8, 8), activation=activation).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 1.0)
+    assert _convexity_gap(net.clamp_weights_(), 3, 5) <= 1e-9
+    with pytest.raises(ValueError, match="not convex"):
+        ICNN(3, activation="celu", square_first=True)
+    with pytest.raises(ValueError, match="activation"):
+        ICNN(3, activation="relu6")
+
+
 def test_icnn_starts_at_identity_map():
     net = ICNN(6, init_scale=0.0)
     x = torch.randn(10, 6)

@@ -52,7 +52,8 @@ class ICNN(nn.Module):
     square_first : bool, default=True
         Use ``σ_1(u) = σ(u)²`` on the first layer (Makkuva et al.); with
         ``"leaky_relu"`` this makes φ strongly convex along the first layer's
-        directions and its gradient continuous.
+        directions and its gradient continuous. Not with ``"celu"``, whose
+        square is not convex.
     quadratic : bool, default=True
         Add ``½ xᵀ diag(softplus(ρ)) x`` with ``ρ`` initialised so that the
         term starts at ``½‖x‖²``.
@@ -87,6 +88,14 @@ class ICNN(nn.Module):
         if activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {_ACTIVATIONS}, got {activation!r}."
+            )
+        if self.square_first and activation == "celu":
+            # celu(u)^2 = (e^u - 1)^2 is concave for u < -log 2: the first layer
+            # would not be convex. leaky_relu^2 (piecewise quadratic) and
+            # softplus^2 (square of a non-negative convex function) are.
+            raise ValueError(
+                "square_first=True needs activation 'leaky_relu' or 'softplus'; "
+                "celu(u)^2 is not convex."
             )
 
         # All the input ("skip") layers A_l x + b_l and the linear term
@@ -129,12 +138,6 @@ class ICNN(nn.Module):
             self.input_layer.bias[-1] = 0.0
             if self.rho is not None:
                 self.rho.fill_(_RHO_IDENTITY)
-
-    @torch.no_grad()
-    def set_linear_term_(self, a):
-        """Set the linear term ``a_L`` of φ (its gradient's constant part)."""
-        self.input_layer.weight[-1].copy_(a)
-        return self
 
     def positive_parameters(self):
         """The weights that must stay non-negative for φ to be convex."""
