@@ -8,6 +8,7 @@ the command that fixes it, and ``import skmonge`` never loads torch.
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -96,6 +97,4 @@ def to_numpy(T, dtype=None):
 
 def module_state_to_cpu(module):
     """A CPU copy of ``module`` (for pickling: a GPU-fitted model loads anywhere)."""
-    import copy
-
     return copy.deepcopy(module).to("cpu")

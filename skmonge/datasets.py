@@ -67,6 +67,13 @@ class SparseMongeMap:
         return f"SparseMongeMap(n_active={self.n_active}, pattern={self.pattern!r})"
 
 
+def _check_positive_int(**values):
+    """ValueError naming the first argument that is not an integer >= 1."""
+    for name, value in values.items():
+        if not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
 def make_sparse_monge(
     n_samples=1000,
     n_features=10,
@@ -106,13 +113,7 @@ def make_sparse_monge(
         The ground-truth map ``T^*`` (callable on arrays; ``.support(X)`` gives
         the true displacement support).
     """
-    for name, value in (
-        ("n_samples", n_samples),
-        ("n_features", n_features),
-        ("n_active", n_active),
-    ):
-        if not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    _check_positive_int(n_samples=n_samples, n_features=n_features, n_active=n_active)
     if pattern not in ("constant", "x_dependent"):
         raise ValueError(
             f"pattern must be 'constant' or 'x_dependent', got {pattern!r}."
@@ -131,12 +132,6 @@ def make_sparse_monge(
     X = np.vstack([source, target])
     y = np.concatenate([np.zeros(n_samples, dtype=int), np.ones(n_target, dtype=int)])
     return X, y, true_map
-
-
-def _check_positive_int(**values):
-    for name, value in values.items():
-        if not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def make_perturbation(
@@ -419,8 +414,7 @@ def make_inverse_ot(name="t_shape", n_samples=128, noise=0.0, random_state=None)
     """
     if name not in ("t_shape", "moons", "spiral"):
         raise ValueError(f"name must be 't_shape', 'moons' or 'spiral', got {name!r}.")
-    if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+    _check_positive_int(n_samples=n_samples)
     if not noise >= 0:
         raise ValueError(f"noise must be non-negative, got {noise!r}.")
     rng = check_random_state(random_state)
@@ -542,13 +536,7 @@ def make_limited_pairs(
     task : DiffeomorphicPairs
         The ground-truth map and a sampler of held-out pairs.
     """
-    for name, value in (
-        ("n_source", n_source),
-        ("n_target", n_target),
-        ("n_features", n_features),
-    ):
-        if not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    _check_positive_int(n_source=n_source, n_target=n_target, n_features=n_features)
     if not isinstance(n_pairs, numbers.Integral) or not (
         0 <= n_pairs <= min(n_source, n_target)
     ):

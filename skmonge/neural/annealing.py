@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 
 __all__ = [
+    "train_constant",
     "proposal_radius",
     "propose_intensity",
     "metropolis_accept",
@@ -185,6 +186,26 @@ class _RangeNormaliser:
     def __call__(self, key, value):
         span = self.high[key] - self.low[key]
         return 0.0 if span <= 0 else (value - self.low[key]) / span
+
+
+def train_constant(train, evaluate, lam, *, n_iter, n_eval_every, history=None):
+    """Train ``n_iter`` iterations at a fixed λ, evaluating every ``n_eval_every``.
+
+    Returns
+    -------
+    lam : float
+    history : AnnealingHistory
+        One ``"constant"`` row per evaluation.
+    """
+    history = AnnealingHistory() if history is None else history
+    train = _counting(train, history)
+    done = 0
+    while done < n_iter:
+        n_steps = min(n_eval_every, n_iter - done)
+        train(lam, n_steps)
+        done += n_steps
+        history.record("constant", lam, None, evaluate())
+    return lam, history
 
 
 def anneal_tradeoff(

@@ -52,7 +52,7 @@ from .._torch import (
 )
 from ..metrics import sliced_wasserstein
 from . import annealing
-from .icnn import ICNN
+from .icnn import ICNN, check_hidden_sizes
 from .penalties import make_penalty
 
 torch = import_torch()
@@ -298,12 +298,7 @@ class NeuralSparseMap(BaseMonge):
                 f"min_temperature={self.min_temperature} must be below "
                 f"temperature={self.temperature}."
             )
-        sizes = np.asarray(self.hidden_sizes)
-        if sizes.ndim != 1 or sizes.size == 0 or not np.all(sizes >= 1):
-            raise ValueError(
-                f"hidden_sizes must be a non-empty sequence of positive ints, "
-                f"got {self.hidden_sizes!r}."
-            )
+        check_hidden_sizes(self.hidden_sizes)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -342,7 +337,7 @@ class NeuralSparseMap(BaseMonge):
         source = to_tensor((X_source - source_center) / scale, device, dtype)
         target = to_tensor((X_target - target_center) / scale, device, dtype)
         d = source.shape[1]
-        hidden = tuple(int(h) for h in self.hidden_sizes)
+        hidden = check_hidden_sizes(self.hidden_sizes)
         with torch_seed(seed):
             g = ICNN(d, hidden).to(device)
             f = ICNN(d, hidden).to(device)
@@ -453,14 +448,14 @@ class NeuralSparseMap(BaseMonge):
             return annealing.anneal_target_dim(
                 train, checked_evaluate, lam, target_dim=self.target_dim, **common
             )
-        done = 0
-        while done < self.n_iter:
-            n_steps = min(self.n_iter_round, self.n_iter - done)
-            train(lam, n_steps)
-            history.add_steps(n_steps)
-            done += n_steps
-            history.record("constant", lam, None, checked_evaluate())
-        return lam, history
+        return annealing.train_constant(
+            train,
+            checked_evaluate,
+            lam,
+            n_iter=self.n_iter,
+            n_eval_every=self.n_iter_round,
+            history=history,
+        )
 
     # ----------------------------------------------------------------- maps
     def _gradient_map(self, potential, X, center_in, center_out):

@@ -28,9 +28,23 @@ torch = import_torch()
 nn = torch.nn
 F = torch.nn.functional
 
-__all__ = ["ICNN"]
+__all__ = ["ICNN", "check_hidden_sizes"]
 
 _ACTIVATIONS = ("leaky_relu", "celu", "softplus")
+
+
+def check_hidden_sizes(hidden_sizes):
+    """``hidden_sizes`` as a tuple of ints ``>= 1``, or a ValueError."""
+    try:
+        sizes = tuple(int(h) for h in hidden_sizes)
+    except (TypeError, ValueError):
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ValueError(
+            "hidden_sizes must be a non-empty sequence of positive ints, "
+            f"got {hidden_sizes!r}."
+        )
+    return sizes
 
 
 # softplus(_RHO_IDENTITY) == 1: the quadratic term starts at ½‖x‖².
@@ -75,11 +89,7 @@ class ICNN(nn.Module):
         init_scale=1e-2,
     ):
         super().__init__()
-        hidden_sizes = tuple(int(h) for h in hidden_sizes)
-        if not hidden_sizes or min(hidden_sizes) < 1:
-            raise ValueError(
-                f"hidden_sizes must be non-empty positive ints, got {hidden_sizes}."
-            )
+        hidden_sizes = check_hidden_sizes(hidden_sizes)
         self.n_features = int(n_features)
         self.hidden_sizes = hidden_sizes
         self.activation = activation
