@@ -390,3 +390,74 @@ def test_hypothesis_plan_invariant_to_constant_cost_shift(shift, seed, dtype):
     P1 = res.plan(C + shift)
     tol = 1e-7 if dtype == np.float64 else 2e-3
     np.testing.assert_allclose(P1, P0, rtol=tol, atol=tol * P0.max())
+
+
+# ---------------------------------------------------------------- ε scaling
+def _gauss_cost(n, d, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    Y = rng.standard_normal((n, d)) + 0.5
+    return 0.5 * ((X[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("decay,relaxation", [(0.5, "auto"), (0.25, 1.0), (None, 1.5)])
+def test_epsilon_scaling_has_the_plain_fixed_point(decay, relaxation):
+    C = _gauss_cost(60, 3, 0)
+    eps = 0.02 * C.mean()
+    plain = sinkhorn(
+        C, eps, tol=1e-11, max_iter=200_000, epsilon_decay=None, relaxation=1.0
+    )
+    fast = sinkhorn(
+        C, eps, tol=1e-11, max_iter=200_000, epsilon_decay=decay, relaxation=relaxation
+    )
+    assert plain.converged and fast.converged
+    # potentials are defined up to (f + c, g - c)
+    shift = np.mean(fast.f - plain.f)
+    np.testing.assert_allclose(fast.f - shift, plain.f, atol=1e-6 * C.mean())
+    np.testing.assert_allclose(fast.g + shift, plain.g, atol=1e-6 * C.mean())
+    np.testing.assert_allclose(fast.plan(C), plain.plan(C), atol=1e-9)
+    row, col = _marginal_errors(fast.plan(C), None, None)
+    assert row <= 1e-11 * 1.01 and col <= 1e-9
+
+
+def test_epsilon_scaling_needs_fewer_iterations_at_small_epsilon():
+    C = _gauss_cost(300, 10, 1)
+    eps = 1e-3 * C.mean()
+    plain = sinkhorn(
+        C,
+        eps,
+        tol=1e-5,
+        max_iter=100_000,
+        epsilon_decay=None,
+        relaxation=1.0,
+        warn=False,
+    )
+    fast = sinkhorn(C, eps, tol=1e-5, max_iter=100_000)
+    assert fast.converged
+    assert fast.n_iter * 5 < plain.n_iter
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_no_nan_down_to_1e4_relative_epsilon(dtype):
+    C = _gauss_cost(80, 5, 2).astype(dtype)
+    res = sinkhorn(C, 1e-4 * float(C.mean()), tol=1e-4, max_iter=20_000, warn=False)
+    assert np.all(np.isfinite(res.f)) and np.all(np.isfinite(res.g))
+    P = res.plan(C)
+    assert np.all(np.isfinite(P))
+    row, col = _marginal_errors(P, None, None)
+    assert col < 1e-4 if res.converged else np.isfinite(row)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"epsilon_decay": 1.0},
+        {"epsilon_decay": 0},
+        {"relaxation": 2.0},
+        {"relaxation": "fast"},
+        {"epsilon_init": -1.0},
+    ],
+)
+def test_bad_acceleration_options(kwargs):
+    with pytest.raises(ValueError):
+        sinkhorn(np.ones((3, 3)), 0.1, **kwargs)
