@@ -164,29 +164,55 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self, X, reset=False, accept_sparse="csr", dtype=[np.float64, np.float32]
         )
 
-    def _split_fitted_labels(self, X, y):
-        """Split ``(X, y)`` with the labels resolved at fit time (for scoring).
+    def _split_held_out(self, X, y):
+        """Rows of ``(X, y)`` with the fitted source and target labels (dense).
 
-        Both returned samples are dense arrays, also for sparse ``X``: the
-        Sinkhorn divergence that scores them works on dense point clouds.
+        Both returned samples are dense arrays, also for sparse ``X`` (only
+        the selected rows are densified): the Sinkhorn divergence that scores
+        them works on dense point clouds. Either may have fewer than 2 rows.
         """
         check_is_fitted(self)
         if y is None:
             raise ValueError("Scoring needs y, the population label of each row.")
         y = np.asarray(y)
-        if y.shape[0] != np.shape(X)[0]:
+        if y.ndim != 1 or y.shape[0] != np.shape(X)[0]:
             raise ValueError(
-                f"X has {np.shape(X)[0]} rows but y has {y.shape[0]} labels."
+                f"X has {np.shape(X)[0]} rows but y has shape {y.shape}; give one "
+                "population label per row."
             )
         X = self._validate_transform_input(X)
         X_source = _dense(X[y == self.source_label_])
         X_target = _dense(X[y == self.target_label_])
+        return X_source, X_target
+
+    def _split_fitted_labels(self, X, y):
+        """Split ``(X, y)`` with the labels resolved at fit time, 2+ rows each.
+
+        As :meth:`_split_held_out`, and a ``ValueError`` when either side has
+        fewer than 2 rows.
+        """
+        X_source, X_target = self._split_held_out(X, y)
         for name, part in (("source", X_source), ("target", X_target)):
             if part.shape[0] < 2:
                 raise ValueError(
                     f"Scoring needs at least 2 {name} rows, got {part.shape[0]}."
                 )
         return X_source, X_target
+
+    def _fitted_sample(self, which):
+        """The fitted ``source_`` / ``target_`` sample, dense float64.
+
+        Raises a ``ValueError`` pointing to stratified folds when the estimator
+        stores no such sample (e.g. a neural map keeps only its networks).
+        """
+        sample = getattr(self, f"{which}_", None)
+        if sample is None or np.ndim(sample) != 2:
+            raise ValueError(
+                f"The held-out rows hold fewer than 2 {which} rows, and "
+                f"{type(self).__name__} stores no fitted {which} sample to score "
+                f"against instead. {_CV_HINT}"
+            )
+        return np.asarray(_dense(sample), dtype=np.float64)
 
     def transform(self, X):
         """Map every row of ``X`` as a source point, ``x -> T(x)``.
@@ -205,14 +231,35 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return self._transform_array(self._validate_transform_input(X))
 
     def _held_out_images(self, X, y):
-        """Held-out source rows, target rows and mapped source rows (float64).
+        """Source rows, target rows and mapped source rows to score (float64).
 
         The one path from labelled held-out ``(X, y)`` to what ``score`` and
-        the scorers of :mod:`skmonge.metrics` compare.
+        the scorers of :mod:`skmonge.metrics` compare. A side with fewer than
+        2 held-out rows (a fold of unshuffled ``KFold`` on rows sorted by
+        condition) is replaced by the fitted sample of that population,
+        ``source_`` or ``target_``; the other side must have at least 2
+        held-out rows. Estimators that store no fitted sample raise a
+        ``ValueError`` instead.
         """
-        X_source, X_target = self._split_fitted_labels(X, y)
+        X_source, X_target = self._split_held_out(X, y)
+        n_source, n_target = X_source.shape[0], X_target.shape[0]
+        if n_source < 2 and n_target < 2:
+            raise ValueError(
+                "Scoring needs at least 2 held-out rows of the source or of the "
+                f"target population, got {n_source} source and {n_target} "
+                f"target rows (labels {self.source_label_!r} and "
+                f"{self.target_label_!r}). {_CV_HINT}"
+            )
+        if n_source < 2:
+            X_source = self._fitted_sample("source")
+        else:
+            X_source = X_source.astype(np.float64)
+        if n_target < 2:
+            X_target = self._fitted_sample("target")
+        else:
+            X_target = X_target.astype(np.float64)
         mapped = np.asarray(self._transform_array(X_source), dtype=np.float64)
-        return X_source.astype(np.float64), X_target.astype(np.float64), mapped
+        return X_source, X_target, mapped
 
     # -------------------------------------------------------------- scoring
     def score(self, X, y, sample_weight=None):
@@ -224,6 +271,30 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         target rows (the evaluation protocol of Cuturi, Klein & Ablin 2023).
         Higher is better, 0 is a perfect fit.
 
+        **Folds holding one population.** ``cross_val_score(est, X, y, cv=5)``
+        and ``GridSearchCV`` use an unshuffled ``KFold`` for these estimators,
+        and on rows sorted by condition (control cells first, the way AnnData
+        files come) most test folds then hold a single population. A side
+        with fewer than 2 held-out rows is replaced by the *fitted* sample of
+        that population, so that every such fold still measures
+        generalisation:
+
+        .. math::
+            \text{only source rows held out:}\quad
+                -S_ε\big(T_\sharp \hat μ_{\text{held-out}},
+                         \hat ν_{\text{fit}}\big), \qquad
+            \text{only target rows held out:}\quad
+                -S_ε\big(T_\sharp \hat μ_{\text{fit}},
+                         \hat ν_{\text{held-out}}\big),
+
+        with :math:`\hat μ_{\text{fit}}` / :math:`\hat ν_{\text{fit}}` the
+        stored ``source_`` / ``target_``. An estimator that stores no fitted
+        sample (:class:`~skmonge.NeuralSparseMap`) raises a ``ValueError``
+        instead, as does a fold with fewer than 2 rows of both populations.
+        Scores of such folds are not on the same footing as scores of folds
+        holding both populations (part of the comparison is with training
+        rows); ``StratifiedKFold(shuffle=True)`` avoids the question.
+
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
@@ -234,6 +305,18 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             rows with the ``target`` label are the reference, others ignored.
         sample_weight : None
             Not supported; present for API compatibility.
+
+        Returns
+        -------
+        score : float
+            :math:`-S_ε \le 0`.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` does not have one label per row, if fewer than 2 rows of
+            both populations are held out, or if one side has fewer than 2
+            held-out rows and the estimator stores no fitted sample for it.
         """
         from .sinkhorn import sinkhorn_divergence
 

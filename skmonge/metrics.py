@@ -7,9 +7,14 @@ map, and a scorer for ``GridSearchCV`` that trades sparsity against fit.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
+
+from ._groups import encode_groups, group_means, observed_group_shift
+from ._pipeline import held_out_images, map_and_displace, split_map
 
 __all__ = [
     "displacement_sparsity",
@@ -27,6 +32,8 @@ __all__ = [
     "sinkhorn_divergence_pca",
     "pair_rmse",
     "incorrect_mass",
+    "group_topk_overlap",
+    "make_group_overlap_scorer",
 ]
 
 
@@ -211,9 +218,13 @@ def displacement_sparsity_score(estimator, X, y, atol=1e-8):
 
     Parameters
     ----------
-    estimator : fitted skmonge estimator
+    estimator : fitted skmonge estimator, or Pipeline ending in one
+        A Pipeline is scored in its map's own space (after the
+        preprocessing), as ``Pipeline.score`` does.
     X, y : array-like
-        Pooled held-out rows and their population labels.
+        Pooled held-out rows and their population labels. When fewer than 2
+        source rows are held out, the fitted source sample is mapped instead
+        (see :meth:`skmonge.EntropicSparseMap.score`).
     atol : float, default=1e-8
         Threshold below which a coordinate counts as not displaced.
 
@@ -221,7 +232,7 @@ def displacement_sparsity_score(estimator, X, y, atol=1e-8):
     -------
     float in [0, 1]
     """
-    X_source, _, mapped = estimator._held_out_images(X, y)
+    X_source, _, mapped = held_out_images(estimator, X, y)
     return displacement_sparsity(X_source, mapped, atol=atol)
 
 
@@ -235,7 +246,7 @@ class _SparsityFitScorer:
     def __call__(self, estimator, X, y):
         from .sinkhorn import sinkhorn_divergence
 
-        X_source, X_target, mapped = estimator._held_out_images(X, y)
+        X_source, X_target, mapped = held_out_images(estimator, X, y)
         baseline = sinkhorn_divergence(X_source, X_target)
         residual = sinkhorn_divergence(mapped, X_target) / max(baseline, 1e-300)
         sparsity = displacement_sparsity(X_source, mapped, atol=self.atol)
@@ -256,7 +267,10 @@ def make_sparsity_fit_scorer(tradeoff=0.5, atol=1e-8):
     the divergence before mapping (1 = the map did nothing, 0 = perfect), and
     the fraction of non-zero displacement coordinates, weighted by the
     ``tradeoff`` ``a`` (the same trade-off as the "Eval" criterion of Chen,
-    Xie & Zhang). Higher is better.
+    Xie & Zhang). Higher is better. The scorer accepts a skmonge map or a
+    ``Pipeline`` ending in one, scored in the map's own space (after the
+    preprocessing), and handles folds holding one population as
+    :meth:`skmonge.EntropicSparseMap.score` does.
 
     Parameters
     ----------
@@ -557,3 +571,500 @@ def incorrect_mass(plan, source_pair_id, target_pair_id):
     same = (ids_s[:, None] == ids_t[None, :]) & paired_s[:, None]
     M = (paired_s[:, None] | paired_t[None, :]) & ~same
     return float(np.sum(P[M]))
+
+
+# --- per-group (cell type) evaluation
+
+# Bound on one chunk's dense temporaries (rows, image, displacement), the
+# budget skmonge.inspection uses too.
+_CHUNK_BYTES = 64 * 2**20
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - pandas is in the test extra
+        raise ImportError(
+            "The per-group metrics return pandas objects; install pandas "
+            '(pip install pandas, or pip install "skmonge[anndata]").'
+        ) from exc
+    return pd
+
+
+def _check_int(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value}.")
+    return int(value)
+
+
+def _check_atol(atol):
+    if (
+        isinstance(atol, bool)
+        or not isinstance(atol, numbers.Real)
+        or not np.isfinite(atol)
+        or atol < 0
+    ):
+        raise ValueError(f"atol must be a finite number >= 0, got {atol!r}.")
+    return float(atol)
+
+
+def _check_rows(X, name):
+    """``X`` validated for the per-group means: a float ndarray or a CSR matrix.
+
+    The caller keeps ``X`` itself for the map (a DataFrame keeps its column
+    names); the returned array is never written to.
+    """
+    from sklearn.utils import check_array
+
+    return check_array(
+        X,
+        accept_sparse="csr",
+        dtype=[np.float64, np.float32],
+        input_name=name,
+    )
+
+
+def _input_feature_names(estimator, X, n_features):
+    """Names of the input features: DataFrame columns, the fitted names, ``x<i>``.
+
+    For a Pipeline ``feature_names_in_`` is that of its first step, i.e. the
+    space :func:`~skmonge._pipeline.map_and_displace` reports in.
+    """
+    names = X.columns if hasattr(X, "columns") else None
+    if names is None:
+        names = getattr(estimator, "feature_names_in_", None)
+    if names is None or len(names) != n_features:
+        names = [f"x{i}" for i in range(n_features)]
+    return np.asarray([str(name) for name in names], dtype=object)
+
+
+def _row_chunk(X, X_valid, index):
+    """Rows ``index`` of ``X`` as the map should receive them.
+
+    A DataFrame stays a DataFrame (its column names are checked against the
+    fitted ones); other input is taken from the validated array and
+    densified, this chunk only.
+    """
+    if hasattr(X, "iloc"):
+        return X.iloc[index]
+    part = X_valid[index]
+    return part.toarray() if sp.issparse(part) else part
+
+
+def _group_displacement_stats(estimator, X, X_valid, rows, codes, n_groups, atol):
+    r"""Per-group means of :math:`Δ`, :math:`|Δ|` and :math:`1\{|Δ| > atol\}`.
+
+    Maps the rows ``rows`` of ``X`` in chunks with
+    :func:`~skmonge._pipeline.map_and_displace` (displacement in the input
+    space, also for a Pipeline) and averages over the rows of each group
+    (``codes`` gives the group of each of ``rows``).
+
+    Returns
+    -------
+    mean, mean_abs, fraction : ndarray of shape (n_groups, n_features)
+        Zero rows for groups without rows.
+    counts : ndarray of int64, shape (n_groups,)
+    """
+    rows = np.asarray(rows, dtype=np.intp)
+    codes = np.asarray(codes)
+    n_features = X_valid.shape[1]
+    sums = np.zeros((3, n_groups, n_features))
+    counts = np.zeros(n_groups, dtype=np.int64)
+    step = int(max(1, _CHUNK_BYTES // (3 * 8 * max(1, n_features))))
+    for start in range(0, rows.size, step):
+        index = rows[start : start + step]
+        chunk_codes = codes[start : start + step]
+        _, delta = map_and_displace(estimator, _row_chunk(X, X_valid, index))
+        magnitude = np.abs(delta)
+        for slot, values in enumerate((delta, magnitude, magnitude > atol)):
+            means, n = group_means(values, chunk_codes, n_groups)
+            sums[slot] += np.where(n[:, None] > 0, means * n[:, None], 0.0)
+        counts += n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts[:, None] > 0, sums / counts[:, None], 0.0)
+    return means[0], means[1], means[2], counts
+
+
+def _top_features(values, k):
+    """Positions of the (at most) ``k`` largest strictly positive ``values``.
+
+    Largest first; ties keep the feature order (stable sort on ``-values``).
+    """
+    order = np.argsort(-values, kind="stable")
+    order = order[values[order] > 0]
+    return order[:k]
+
+
+def _labelled(X, y, groups, name):
+    """Validated rows, labels and group codes of one labelled set of rows."""
+    X_valid = _check_rows(X, name)
+    n = X_valid.shape[0]
+    if y is None:
+        raise ValueError(f"y is None: the population label of each row of {name}.")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(
+            f"y must be 1-d with one population label per row of {name} ({n}), "
+            f"got shape {y.shape}."
+        )
+    labels, codes = encode_groups(
+        groups, n, name="groups" if name == "X" else f"the groups of {name}"
+    )
+    return X_valid, y, labels, codes
+
+
+def group_topk_overlap(estimator, X, y, groups, *, k=20, min_cells=15, reference=None):
+    r"""Per group (cell type): do the genes the map moves most match those that differ?
+
+    For each group :math:`g` (e.g. a cell type) with source rows
+    :math:`S_g` (fitted source label, e.g. control cells) and target rows
+    :math:`R_g` (e.g. stimulated cells) among the held-out rows, let
+    :math:`\operatorname{top}_k(v)` be the ``k`` features with the largest
+    :math:`v_t > 0`. The genes the map moves in that group and the genes that
+    really differ in it are
+
+    .. math::
+        M_g = \operatorname{top}_k\Big(\frac{1}{|S_g|}
+              \sum_{i \in S_g} |T(x_i) - x_i|\Big), \qquad
+        O_g = \operatorname{top}_k\big(|\bar y_g - \bar x_g|\big),
+
+    with :math:`\bar x_g`, :math:`\bar y_g` the mean of the source and of the
+    target rows of :math:`g` (:func:`skmonge._groups.observed_group_shift`),
+    and the score of the group is the overlap :math:`|M_g \cap O_g| \in
+    \{0, \dots, k\}`. Two references put it in context:
+
+    .. math::
+        \text{baseline}_g = \big|\operatorname{top}_k(|\bar y - \bar x|)
+                            \cap O_g\big|, \qquad
+        \text{ceiling}_g = \big|\operatorname{top}_k(|\bar y^{\,\text{ref}}_g
+                           - \bar x^{\,\text{ref}}_g|) \cap O_g\big|.
+
+    The baseline is the trivial prediction "every cell moves by the global
+    mean shift" (all target rows minus all source rows, groups ignored);
+    a map that knows about cell types should beat it. The ceiling (only with
+    ``reference``) predicts each group by its own mean shift on the
+    reference rows: the best a per-group mean-shift predictor fitted on
+    those rows achieves, and a measure of how reproducible :math:`O_g` is.
+
+    Parameters
+    ----------
+    estimator : fitted skmonge map, or Pipeline ending in one
+        Its ``source_label_`` / ``target_label_`` (of the last step for a
+        Pipeline) say which rows are which. The displacement is taken in the
+        input space (:func:`skmonge._pipeline.map_and_displace`): a
+        ``Pipeline(StandardScaler(), map)`` is scored on the features as
+        given (e.g. log-counts), not on z-scores.
+    X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+        Held-out pooled rows. Only the source rows are mapped, a chunk of
+        rows at a time; a sparse ``X`` is densified one chunk at a time, and
+        the group means are computed without densifying it.
+    y : array-like of shape (n_samples,)
+        Population label of each row; rows with other labels are ignored.
+    groups : array-like of shape (n_samples,)
+        Group (cell type) of each row; missing values (None, NaN) belong to
+        no group (they still count for the global shift).
+    k : int, default=20
+        Size of the gene sets, ``1 <= k <= n_features``.
+    min_cells : int, default=15
+        A group is scored only if it has at least ``min_cells`` source rows
+        and ``min_cells`` target rows (and, with ``reference``, as many in
+        the reference); the others are left out of the table.
+    reference : tuple (X_ref, y_ref, groups_ref), default=None
+        Labelled rows, typically the training cells. The baseline's global
+        shift is then computed on them (a baseline fitted on the same data as
+        the map) and a ``ceiling`` column is added. Without ``reference`` the
+        baseline uses the held-out rows themselves, which favours it.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Indexed by group (index name ``"group"``, groups in sorted order),
+        with integer columns ``n_source``, ``n_target`` (held-out rows),
+        ``overlap``, ``baseline``, ``ceiling`` (with ``reference`` only),
+        and ``map_genes`` / ``observed_genes``: the lists :math:`M_g` and
+        :math:`O_g`, largest first. Feature names come from a DataFrame
+        ``X``, else the estimator's ``feature_names_in_``, else ``x0, x1, …``.
+
+    Raises
+    ------
+    ValueError
+        For ``k`` or ``min_cells`` that are not positive integers, ``k``
+        above the number of features, lengths of ``y`` / ``groups`` that do
+        not match ``X``, a malformed ``reference``, an estimator that is not
+        a skmonge map, or when no group has ``min_cells`` rows of both
+        populations.
+
+    See Also
+    --------
+    make_group_overlap_scorer : the mean overlap as a cross-validation scorer.
+
+    Notes
+    -----
+    Only strictly positive values enter a top-k set: a gene the map does not
+    move in a group (mean :math:`|Δ|` of 0, e.g. soft-thresholded by an
+    elastic cost) is not "moved", so a map that moves fewer than ``k`` genes
+    in a group has a smaller :math:`M_g` (listed in ``map_genes``); the
+    same holds for genes with no observed difference. Ties are broken by
+    feature order. Directions are ignored: a gene counts if it moves or
+    differs, in either direction.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmonge import EntropicSparseMap
+    >>> from skmonge.metrics import group_topk_overlap
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(120, 30))
+    >>> y = np.repeat(["ctrl", "stim"], 60)
+    >>> groups = np.tile(["B", "T"], 60)
+    >>> X[groups == "T", 29] += 6.0  # the cell types differ in a marker gene
+    >>> X[(y == "stim") & (groups == "B"), :3] += 2.0  # each responds in its own
+    >>> X[(y == "stim") & (groups == "T"), 3:6] += 2.0  # genes
+    >>> est = EntropicSparseMap(gamma=1.0, source="ctrl", target="stim")
+    >>> table = group_topk_overlap(est.fit(X, y), X, y, groups, k=3)
+    >>> table[["overlap", "baseline", "map_genes"]]  # doctest: +NORMALIZE_WHITESPACE
+           overlap  baseline     map_genes
+    group
+    B            3         1  [x0, x1, x2]
+    T            3         2  [x3, x4, x5]
+    """
+    pd = _pandas()
+    _, final = split_map(estimator)
+    if not hasattr(final, "source_label_") or not hasattr(final, "transform"):
+        check_is_fitted(final)
+        raise ValueError(
+            "group_topk_overlap needs a fitted skmonge map estimator (or a "
+            f"Pipeline whose last step is one); got {type(final).__name__}."
+        )
+    k = _check_int(k, "k", 1)
+    min_cells = _check_int(min_cells, "min_cells", 1)
+    X_valid, y, labels, codes = _labelled(X, y, groups, "X")
+    n_features = X_valid.shape[1]
+    if k > n_features:
+        raise ValueError(f"k={k} exceeds the number of features ({n_features}).")
+    source, target = final.source_label_, final.target_label_
+    is_source, is_target = y == source, y == target
+    n_groups = labels.size
+
+    shift, n_source, n_target = observed_group_shift(
+        X_valid, is_source, is_target, codes, n_groups
+    )
+    qualifies = (n_source >= min_cells) & (n_target >= min_cells)
+
+    if reference is not None:
+        if not isinstance(reference, (tuple, list)) or len(reference) != 3:
+            raise ValueError(
+                "reference must be a tuple (X_ref, y_ref, groups_ref), e.g. the "
+                f"training cells; got {type(reference).__name__}."
+            )
+        X_ref, y_ref, labels_ref, codes_ref = _labelled(*reference, "X_ref")
+        if X_ref.shape[1] != n_features:
+            raise ValueError(
+                f"X_ref has {X_ref.shape[1]} features but X has {n_features}."
+            )
+        # the reference's groups in the numbering of the held-out groups
+        position = {label: i for i, label in enumerate(labels.tolist())}
+        translate = np.array(
+            [position.get(label, -1) for label in labels_ref.tolist()] + [-1],
+            dtype=np.int64,
+        )
+        codes_ref = translate[codes_ref]  # code -1 picks the trailing -1
+        ref_source, ref_target = y_ref == source, y_ref == target
+        ref_shift, ref_n_source, ref_n_target = observed_group_shift(
+            X_ref, ref_source, ref_target, codes_ref, n_groups
+        )
+        qualifies &= (ref_n_source >= min_cells) & (ref_n_target >= min_cells)
+        global_rows = (X_ref, ref_source, ref_target)
+    else:
+        global_rows = (X_valid, is_source, is_target)
+
+    if not qualifies.any():
+        counts = ", ".join(
+            f"{label!r}: {s}/{t}"
+            for label, s, t in zip(labels.tolist(), n_source, n_target, strict=True)
+        )
+        raise ValueError(
+            f"No group has at least min_cells={min_cells} source rows (label "
+            f"{source!r}) and as many target rows (label {target!r})"
+            + (" in both X and the reference" if reference is not None else "")
+            + f"; source/target rows per group in X: {counts or 'no groups'}. "
+            "Lower min_cells or score on more cells."
+        )
+    X_global, global_source, global_target = global_rows
+    global_shift = observed_group_shift(
+        X_global,
+        global_source,
+        global_target,
+        np.zeros(X_global.shape[0], dtype=np.int64),
+        1,
+    )[0][0]
+    baseline_set = set(_top_features(np.abs(global_shift), k).tolist())
+
+    # map only the source rows of the groups that are scored
+    scored = np.flatnonzero(qualifies)
+    rows = np.flatnonzero(is_source & qualifies[np.maximum(codes, 0)] & (codes >= 0))
+    _, mean_abs, _, _ = _group_displacement_stats(
+        estimator, X, X_valid, rows, codes[rows], n_groups, atol=0.0
+    )
+
+    names = _input_feature_names(estimator, X, n_features)
+    table = {
+        "n_source": [],
+        "n_target": [],
+        "overlap": [],
+        "baseline": [],
+        "ceiling": [],
+        "map_genes": [],
+        "observed_genes": [],
+    }
+    for g in scored:
+        moved = _top_features(mean_abs[g], k)
+        observed = _top_features(np.abs(shift[g]), k)
+        observed_set = set(observed.tolist())
+        table["n_source"].append(int(n_source[g]))
+        table["n_target"].append(int(n_target[g]))
+        table["overlap"].append(len(observed_set.intersection(moved.tolist())))
+        table["baseline"].append(len(observed_set & baseline_set))
+        if reference is not None:
+            own = _top_features(np.abs(ref_shift[g]), k)
+            table["ceiling"].append(len(observed_set.intersection(own.tolist())))
+        table["map_genes"].append(names[moved].tolist())
+        table["observed_genes"].append(names[observed].tolist())
+    if reference is None:
+        del table["ceiling"]
+    index = pd.Index(list(labels[scored]), name="group")
+    frame = pd.DataFrame(table, index=index)
+    int_columns = [
+        c
+        for c in ("n_source", "n_target", "overlap", "baseline", "ceiling")
+        if c in frame
+    ]
+    return frame.astype({c: np.int64 for c in int_columns})
+
+
+class _GroupOverlapScorer:
+    """Mean :func:`group_topk_overlap` over the scored groups of held-out rows."""
+
+    def __init__(self, groups, k, min_cells):
+        self.groups = groups
+        self.k = k
+        self.min_cells = min_cells
+
+    def _groups_for(self, X):
+        n = np.shape(X)[0]
+        groups = self.groups
+        how = (
+            "Pass groups either as a pandas Series indexed like the DataFrame X "
+            "(cross-validation keeps a DataFrame's index, so each fold's groups "
+            "are looked up as groups.loc[X.index]), or as an array with one "
+            "label per row of the X given to the scorer (scoring one held-out "
+            "set directly)."
+        )
+        is_series = hasattr(groups, "loc") and hasattr(groups, "index")
+        if is_series and hasattr(X, "index") and hasattr(X, "columns"):
+            if not groups.index.is_unique:
+                raise ValueError(
+                    "The index of the groups Series has duplicates, so the groups "
+                    f"of the rows of X cannot be looked up by label. {how}"
+                )
+            missing = ~X.index.isin(groups.index)
+            if missing.any():
+                raise ValueError(
+                    f"{int(missing.sum())} of the {n} rows of X have an index "
+                    "label that is not in the index of the groups Series (e.g. "
+                    f"{X.index[missing][0]!r}). {how} For positional groups, "
+                    "pass groups.to_numpy()."
+                )
+            return groups.loc[X.index].to_numpy()
+        length = len(groups) if hasattr(groups, "__len__") else None
+        if length != n or np.ndim(groups) != 1:
+            raise ValueError(
+                f"The scorer got {n} rows of X but groups has "
+                f"{'no length' if length is None else f'{length} labels'}"
+                + (" and X is not a DataFrame" if is_series else "")
+                + f". {how}"
+            )
+        return groups.to_numpy() if is_series else groups
+
+    def __call__(self, estimator, X, y):
+        table = group_topk_overlap(
+            estimator,
+            X,
+            y,
+            self._groups_for(X),
+            k=self.k,
+            min_cells=self.min_cells,
+        )
+        return float(table["overlap"].mean())
+
+    def __repr__(self):
+        n = len(self.groups) if hasattr(self.groups, "__len__") else "?"
+        kind = type(self.groups).__name__
+        return (
+            f"make_group_overlap_scorer(groups=<{kind} of {n} labels>, "
+            f"k={self.k}, min_cells={self.min_cells})"
+        )
+
+
+def make_group_overlap_scorer(groups, *, k=20, min_cells=15):
+    r"""Scorer: mean per-group top-k overlap of moved and observed genes.
+
+    .. math:: \operatorname{score} = \frac{1}{|G|} \sum_{g \in G}
+              |M_g \cap O_g|
+
+    over the groups :math:`G` of the held-out rows that have ``min_cells``
+    source and target rows, with :math:`M_g`, :math:`O_g` as in
+    :func:`group_topk_overlap`. Higher is better, at most ``k``. Usable as
+    ``cross_val_score(..., scoring=scorer)`` or in ``GridSearchCV``.
+
+    A scorer only receives the held-out ``X`` and ``y``, so the groups of
+    those rows are found in one of two ways:
+
+    * ``groups`` is a pandas Series and ``X`` a DataFrame: the groups of a
+      fold are ``groups.loc[X.index]`` (cross-validation keeps a
+      DataFrame's index). The index must be unique (e.g. cell barcodes).
+    * otherwise ``groups`` must have one label per row of the ``X`` the
+      scorer receives (scoring one held-out set directly).
+
+    Anything else raises a ``ValueError`` that explains these two options.
+
+    Parameters
+    ----------
+    groups : pandas Series or array-like
+        Group (cell type) of each row, see above. Not copied: the scorer
+        looks it up when called.
+    k : int, default=20
+        Size of the gene sets.
+    min_cells : int, default=15
+        Rows of each population a group needs in the held-out fold to be
+        scored. A fold in which no group qualifies raises a ``ValueError``
+        (``cross_val_score`` then reports NaN for it, or raises with
+        ``error_score="raise"``).
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y) -> float``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from sklearn.model_selection import StratifiedKFold, cross_val_score
+    >>> from skmonge import EntropicSparseMap
+    >>> from skmonge.metrics import make_group_overlap_scorer
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame(rng.normal(size=(120, 30)))
+    >>> y = np.repeat(["ctrl", "stim"], 60)
+    >>> groups = pd.Series(np.tile(["B", "T"], 60), index=X.index)
+    >>> X.loc[(y == "stim") & (groups == "B").to_numpy(), [0, 1, 2]] += 2.0
+    >>> scorer = make_group_overlap_scorer(groups, k=3, min_cells=5)
+    >>> est = EntropicSparseMap(gamma=1.0, source="ctrl", target="stim")
+    >>> scores = cross_val_score(est, X, y, scoring=scorer,
+    ...                          cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    """
+    return _GroupOverlapScorer(
+        groups, _check_int(k, "k", 1), _check_int(min_cells, "min_cells", 1)
+    )

@@ -6,6 +6,9 @@
 * :func:`plot_feature_displacements`: which features (genes) move, as a bar
   chart of the mean displacement of the features moved most, or as a
   cells × features heatmap.
+* :func:`plot_group_displacements`: a groups × genes dot plot (cell types ×
+  genes, ``scanpy.pl.dotplot`` style) of the mean displacement and the
+  fraction of cells moved.
 * :func:`plot_sparsity_tradeoff`: sparsity against fit across a
   ``GridSearchCV`` run, one point per hyper-parameter value.
 * :func:`plot_lambda_trajectory`: the λ, displacement-dimension and residue
@@ -33,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without matplotl
 __all__ = [
     "plot_displacements_2d",
     "plot_feature_displacements",
+    "plot_group_displacements",
     "plot_sparsity_tradeoff",
     "plot_lambda_trajectory",
 ]
@@ -364,6 +368,322 @@ def plot_feature_displacements(
         ax.set_ylabel("row")
         if colorbar:
             ax.figure.colorbar(image, ax=ax, label="T(x) - x")
+    return ax
+
+
+_STATS_COLUMNS = ("group", "feature", "mean_displacement", "fraction_moved")
+
+
+def _stats_tables(stats):
+    """Groups × features tables of a tidy per-group displacement report.
+
+    Returns ``(group_labels, feature_names, mean, fraction, rank)`` with the
+    groups and features in their order of first appearance; ``rank`` is the
+    ``mean_abs_displacement`` column when present, else ``|mean|``.
+    """
+    if not hasattr(stats, "columns") or not hasattr(stats, "reset_index"):
+        raise ValueError(
+            "stats must be a pandas DataFrame with columns "
+            f"{list(_STATS_COLUMNS)}, got {type(stats).__name__}."
+        )
+    names = [name for name in stats.index.names if name is not None]
+    if any(column in names for column in _STATS_COLUMNS[:2]):
+        stats = stats.reset_index()  # group / feature as index levels
+    missing = [column for column in _STATS_COLUMNS if column not in stats.columns]
+    if missing:
+        raise ValueError(
+            f"stats misses the column(s) {missing}; expected a tidy table with "
+            f"columns {list(_STATS_COLUMNS)} (optionally mean_abs_displacement), "
+            f"got {[str(c) for c in stats.columns]}."
+        )
+    if len(stats) == 0:
+        raise ValueError("stats is empty: nothing to plot.")
+    if stats.duplicated(["group", "feature"]).any():
+        raise ValueError("stats has more than one row for some (group, feature).")
+    group_labels = list(dict.fromkeys(stats["group"].tolist()))
+    features = list(dict.fromkeys(stats["feature"].tolist()))
+    row = {g: i for i, g in enumerate(group_labels)}
+    col = {f: j for j, f in enumerate(features)}
+    if len(stats) != len(group_labels) * len(features):
+        raise ValueError(
+            f"stats must hold every (group, feature) pair: {len(group_labels)} "
+            f"groups × {len(features)} features, but it has {len(stats)} rows."
+        )
+    i = np.array([row[g] for g in stats["group"].tolist()])
+    j = np.array([col[f] for f in stats["feature"].tolist()])
+    tables = []
+    for column in ("mean_displacement", "fraction_moved", "mean_abs_displacement"):
+        if column not in stats.columns:
+            tables.append(None)
+            continue
+        values = np.asarray(stats[column], dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"stats[{column!r}] has NaN or infinite values.")
+        table = np.zeros((len(group_labels), len(features)))
+        table[i, j] = values
+        tables.append(table)
+    mean, fraction, rank = tables
+    if np.any((fraction < 0) | (fraction > 1)):
+        raise ValueError("stats['fraction_moved'] must lie in [0, 1].")
+    return (
+        group_labels,
+        features,
+        mean,
+        fraction,
+        np.abs(mean) if rank is None else rank,
+    )
+
+
+def plot_group_displacements(
+    estimator=None,
+    X=None,
+    groups=None,
+    *,
+    stats=None,
+    genes=None,
+    n_genes=10,
+    feature_names=None,
+    atol=1e-8,
+    ax=None,
+    cmap="RdBu_r",
+    max_size=200.0,
+    colorbar=True,
+    size_legend=True,
+):
+    r"""Dot plot of the mean displacement, groups × genes (``scanpy.pl.dotplot`` style).
+
+    For the cells :math:`I_g` of group :math:`g` (e.g. a cell type) and gene
+    :math:`t`, with :math:`Δ_{it} = T(x_i)_t - x_{it}` in the input space
+    (also for a ``Pipeline``, see :func:`skmonge._pipeline.map_and_displace`),
+    the dot of row :math:`g` and column :math:`t` has
+
+    .. math::
+        \text{colour} = \bar Δ_{gt} = \frac{1}{|I_g|} \sum_{i \in I_g} Δ_{it},
+        \qquad
+        \text{area} \propto f_{gt} = \frac{1}{|I_g|}
+            \#\{i \in I_g : |Δ_{it}| > \text{atol}\},
+
+    on a diverging colour scale centred at 0 with symmetric limits
+    :math:`\pm\max_{g,t} |\bar Δ_{gt}|` (white: does not move on average),
+    and dot areas ``max_size * f`` (points²; a gene no cell of the group
+    moves has no visible dot). A colourbar and a legend of dot sizes
+    (fraction of cells moved) go with it.
+
+    Give either a fitted map with the cells to map, or precomputed
+    statistics:
+
+    * ``plot_group_displacements(estimator, X, groups)``: ``X`` holds the
+      source cells (e.g. the control cells), ``groups`` their groups.
+    * ``plot_group_displacements(stats=table)``: a tidy DataFrame with
+      columns ``group``, ``feature``, ``mean_displacement``,
+      ``fraction_moved`` (and optionally ``mean_abs_displacement``), e.g. a
+      per-group displacement report; ``group`` / ``feature`` may be index
+      levels.
+
+    Parameters
+    ----------
+    estimator : fitted map estimator or Pipeline ending in one, default=None
+        The map whose displacements are drawn.
+    X : {array-like, sparse matrix, DataFrame} of shape (n_cells, n_features)
+        Cells to map as source points (sparse ``X`` is densified a chunk of
+        rows at a time).
+    groups : array-like of shape (n_cells,)
+        Group of each cell; cells with a missing group (None, NaN) are left
+        out. Groups are drawn in sorted order, top to bottom.
+    stats : DataFrame, default=None
+        Precomputed statistics instead of ``estimator``, ``X``, ``groups``;
+        groups and genes keep their order of first appearance.
+    genes : sequence of str, default=None
+        Genes (feature names) to draw, left to right. ``None`` takes the
+        union of each group's ``n_genes`` genes with the largest mean
+        :math:`|Δ|` (for ``stats`` without ``mean_abs_displacement``, the
+        largest :math:`|\bar Δ|`), group by group, each group's genes in
+        decreasing order; genes with a zero mean are not taken.
+    n_genes : int, default=10
+        Genes per group when ``genes=None``.
+    feature_names : sequence of str, default=None
+        Names of the features of ``X``; by default the DataFrame columns,
+        else the estimator's ``feature_names_in_``, else ``x0, x1, …``.
+    atol : float, default=1e-8
+        A cell moves a gene when :math:`|Δ_{it}| > \text{atol}`.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure when None.
+    cmap : str or Colormap, default="RdBu_r"
+        Diverging colormap of the mean displacement.
+    max_size : float, default=200.0
+        Area (points²) of a dot whose gene moves in every cell of the group.
+    colorbar : bool, default=True
+        Add a colourbar of the mean displacement.
+    size_legend : bool, default=True
+        Add a legend of dot sizes (20 %, 40 %, …, 100 % of cells moved)
+        above the plot.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes drawn on; the dots are its one ``PathCollection``, in row
+        order (group by group, genes left to right).
+
+    Raises
+    ------
+    ValueError
+        If both or neither of ``estimator`` and ``stats`` are given, ``X`` or
+        ``groups`` is missing or of the wrong length, a gene name is unknown
+        or repeated, ``n_genes``, ``atol`` or ``max_size`` is out of range,
+        ``stats`` is malformed, or no gene moves.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmonge import EntropicSparseMap
+    >>> from skmonge.plotting import plot_group_displacements
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(120, 20))
+    >>> y = np.repeat(["ctrl", "stim"], 60)
+    >>> groups = np.tile(["B", "T"], 60)
+    >>> X[(y == "stim") & (groups == "B"), :3] += 2.0
+    >>> est = EntropicSparseMap(gamma=1.0, source="ctrl", target="stim").fit(X, y)
+    >>> ax = plot_group_displacements(est, X[y == "ctrl"], groups[y == "ctrl"],
+    ...                               n_genes=3)
+    """
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
+
+    from ._groups import encode_groups
+    from .metrics import (
+        _check_atol,
+        _check_int,
+        _check_rows,
+        _group_displacement_stats,
+        _input_feature_names,
+    )
+
+    n_genes = _check_int(n_genes, "n_genes", 1)
+    atol = _check_atol(atol)
+    if (
+        isinstance(max_size, bool)
+        or not isinstance(max_size, numbers.Real)
+        or not np.isfinite(max_size)
+        or max_size <= 0
+    ):
+        raise ValueError(f"max_size must be a positive number, got {max_size!r}.")
+    if (estimator is None) == (stats is None):
+        raise ValueError(
+            "Give either a fitted estimator with X and groups, or stats (a "
+            "per-group displacement table), not "
+            + ("both." if stats is not None else "neither.")
+        )
+    if stats is not None:
+        if X is not None or groups is not None or feature_names is not None:
+            raise ValueError(
+                "With stats, X, groups and feature_names must be None (the "
+                "table already holds the groups and feature names)."
+            )
+        group_labels, names, mean, fraction, rank = _stats_tables(stats)
+    else:
+        if X is None or groups is None:
+            raise ValueError(
+                "plot_group_displacements(estimator, X, groups) needs the cells "
+                "to map (X) and their groups."
+            )
+        X_valid = _check_rows(X, "X")
+        n_cells, n_features = X_valid.shape
+        labels, codes = encode_groups(groups, n_cells)
+        if labels.size == 0:
+            raise ValueError("groups holds no group label (all missing).")
+        if feature_names is None:
+            names = _input_feature_names(estimator, X, n_features)
+        else:
+            names = np.asarray(feature_names, dtype=object)
+            if names.shape != (n_features,):
+                raise ValueError(
+                    f"feature_names must hold {n_features} names (one per "
+                    f"feature), got shape {names.shape}."
+                )
+        rows = np.flatnonzero(codes >= 0)
+        mean, rank, fraction, _ = _group_displacement_stats(
+            estimator, X, X_valid, rows, codes[rows], labels.size, atol
+        )
+        group_labels = labels.tolist()
+        names = [str(name) for name in names]
+
+    if genes is None:
+        chosen = {}
+        for g in range(len(group_labels)):
+            order = np.argsort(-rank[g], kind="stable")
+            for j in order[rank[g][order] > 0][:n_genes].tolist():
+                chosen.setdefault(j, None)
+        columns = list(chosen)
+        if not columns:
+            raise ValueError(
+                "The map moves no gene in any group (every mean |Δ| is 0); pass "
+                "genes= to draw chosen genes anyway."
+            )
+    else:
+        genes = [genes] if isinstance(genes, str) else list(genes)
+        if not genes:
+            raise ValueError("genes is empty.")
+        if len(set(genes)) != len(genes):
+            raise ValueError("genes contains duplicate names.")
+        lookup = {name: j for j, name in enumerate(names)}
+        unknown = [gene for gene in genes if gene not in lookup]
+        if unknown:
+            raise ValueError(
+                f"Unknown gene name(s) {unknown[:10]}; the features are named "
+                f"like {list(names[:3])}."
+            )
+        columns = [lookup[gene] for gene in genes]
+
+    colour = mean[:, columns]
+    size = fraction[:, columns]
+    n_rows, n_cols = colour.shape
+    limit = float(np.abs(colour).max()) or 1.0
+    ax = _new_axes(ax)
+    yy, xx = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    dots = ax.scatter(
+        xx.ravel(),
+        yy.ravel(),
+        s=max_size * size.ravel(),
+        c=colour.ravel(),
+        cmap=cmap,
+        norm=Normalize(vmin=-limit, vmax=limit),
+        edgecolors="0.3",
+        linewidths=0.5,
+    )
+    ax.set_xticks(np.arange(n_cols), [names[j] for j in columns], rotation=90)
+    ax.set_yticks(np.arange(n_rows), [str(g) for g in group_labels])
+    ax.set_xlim(-0.5, n_cols - 0.5)
+    ax.set_ylim(n_rows - 0.5, -0.5)  # first group on top
+    ax.set_axisbelow(True)
+    ax.grid(True, color="0.92", linewidth=0.5)
+    if colorbar:
+        ax.figure.colorbar(dots, ax=ax, label="mean displacement T(x) - x")
+    if size_legend:
+        fractions = (0.2, 0.4, 0.6, 0.8, 1.0)
+        handles = [
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="o",
+                markersize=float(np.sqrt(max_size * f)),  # points, s is points²
+                markerfacecolor="0.6",
+                markeredgecolor="0.3",
+                markeredgewidth=0.5,
+                label=f"{f:.0%}",
+            )
+            for f in fractions
+        ]
+        ax.legend(
+            handles=handles,
+            title=f"fraction of cells with |Δ| > {atol:g}",
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.01),
+            ncol=len(fractions),
+            frameon=False,
+            fontsize="small",
+            title_fontsize="small",
+        )
     return ax
 
 

@@ -122,3 +122,49 @@ def test_load_kang2018_from_path_keeps_lognorm_files(tmp_path):
     data = load_kang2018(path)
     np.testing.assert_array_equal(data.data.toarray(), X.toarray())
     assert set(data.cell_type) == {"T"}
+
+
+def _scaled_pipeline():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skmonge import EntropicSparseMap
+
+    rng = np.random.default_rng(0)
+    scale = np.geomspace(0.1, 10.0, 8)  # genes on very different scales
+    Xs = rng.normal(size=(40, 8)) * scale
+    Xt = rng.normal(size=(40, 8)) * scale
+    Xt[:, :2] += 2.0 * scale[:2]
+    X, y = np.vstack([Xs, Xt]), np.repeat(["ctrl", "stim"], 40)
+    pipe = make_pipeline(
+        StandardScaler(),
+        EntropicSparseMap(gamma=0.3, source="ctrl", target="stim"),
+    ).fit(X, y)
+    return pipe, X, y
+
+
+def test_sparsity_scorers_accept_a_pipeline():
+    """Scored in the map's (scaled) space, as Pipeline.score does."""
+    from skmonge.metrics import displacement_sparsity_score, make_sparsity_fit_scorer
+    from skmonge.sinkhorn import sinkhorn_divergence
+
+    pipe, X, y = _scaled_pipeline()
+    Z = pipe[0].transform(X)
+    Zs, Zt = Z[y == "ctrl"], Z[y == "stim"]
+    mapped = pipe[-1].transform(Zs)
+    sparsity = displacement_sparsity(Zs, mapped)
+    assert 0.0 < sparsity < 1.0  # a sparse map, not a trivial value
+    assert displacement_sparsity_score(pipe, X, y) == pytest.approx(sparsity)
+    residual = sinkhorn_divergence(mapped, Zt) / sinkhorn_divergence(Zs, Zt)
+    assert residual < 0.9
+    scorer = make_sparsity_fit_scorer(tradeoff=0.3)
+    expected = -(0.7 * residual + 0.3 * sparsity)
+    assert scorer(pipe, X, y) == pytest.approx(expected)
+    # the divergences are those of the scaled space: the input space differs
+    Xs_in = X[y == "ctrl"]
+    X_in = pipe[0].inverse_transform(mapped)  # (a guard: never converges tightly)
+    raw = sinkhorn_divergence(X_in, X[y == "stim"], warn=False) / sinkhorn_divergence(
+        Xs_in, X[y == "stim"], warn=False
+    )
+    assert abs(raw - residual) > 1e-3
+    assert pipe.score(X, y) == pytest.approx(-sinkhorn_divergence(mapped, Zt))

@@ -10,8 +10,10 @@ import pytest  # noqa: E402
 from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.quiver import Quiver  # noqa: E402
+from sklearn.base import clone  # noqa: E402
 from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
+from sklearn.preprocessing import FunctionTransformer  # noqa: E402
 
 from skmonge import EntropicSparseMap  # noqa: E402
 from skmonge.datasets import make_sparse_monge  # noqa: E402
@@ -22,6 +24,7 @@ from skmonge.metrics import (  # noqa: E402
 from skmonge.plotting import (  # noqa: E402
     plot_displacements_2d,
     plot_feature_displacements,
+    plot_group_displacements,
     plot_lambda_trajectory,
     plot_sparsity_tradeoff,
 )
@@ -362,3 +365,198 @@ def test_lambda_trajectory_rejects_bad_history(history, match):
     with pytest.raises(ValueError, match=match):
         plot_lambda_trajectory(history)
     assert plt.get_fignums() == []
+
+
+# ------------------------------------------------------ group dot plot
+def _dots(ax):
+    found = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _cell_type_data():
+    """Two cell types that respond in different genes; 12 features."""
+    rng = np.random.default_rng(2)
+    n, d = 30, 12
+    groups = np.tile(["B", "T"], n)
+    Xs = rng.normal(size=(2 * n, d))
+    Xt = rng.normal(size=(2 * n, d))
+    Xs[groups == "T", 11] += 6.0  # a marker gene tells the types apart
+    Xt[groups == "T", 11] += 6.0
+    Xt[groups == "B", :2] += [3.0, -2.0]
+    Xt[groups == "T", 2:4] += [2.5, 2.0]
+    return np.vstack([Xs, Xt]), np.repeat([0, 1], 2 * n), Xs, groups
+
+
+@pytest.fixture(scope="module")
+def cell_types():
+    X, y, Xs, groups = _cell_type_data()
+    est = EntropicSparseMap(cost="elastic_stvs", gamma=0.5).fit(X, y)
+    return est, Xs, groups
+
+
+def test_dot_plot_colours_and_sizes_are_the_group_statistics(cell_types):
+    est, Xs, groups = cell_types
+    Xs0, groups0 = Xs.copy(), groups.copy()
+    ax = plot_group_displacements(est, Xs, groups, n_genes=2, max_size=100.0)
+    delta = est.transform(Xs) - Xs
+    genes = []
+    for group in ("B", "T"):  # union of each group's top 2, group by group
+        moved = np.abs(delta[groups == group]).mean(axis=0)
+        for g in np.argsort(-moved, kind="stable")[:2]:
+            if g not in genes:
+                genes.append(g)
+    assert set(genes[:2]) == {0, 1}  # B's response genes come first
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == [f"x{g}" for g in genes]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["B", "T"]
+    dots = _dots(ax)
+    assert len(dots.get_offsets()) == 2 * len(genes)  # groups × genes
+    mean = np.array([delta[groups == g][:, genes].mean(axis=0) for g in "BT"])
+    moved = np.array(
+        [(np.abs(delta[groups == g][:, genes]) > 1e-8).mean(axis=0) for g in "BT"]
+    )
+    assert np.ptp(moved) > 0.3  # fractions that differ: sizes are informative
+    np.testing.assert_allclose(dots.get_array(), mean.ravel())
+    np.testing.assert_allclose(dots.get_sizes(), 100.0 * moved.ravel())
+    # row g, column j sits at (j, g); first group on top
+    np.testing.assert_allclose(
+        dots.get_offsets(), [(j, g) for g in range(2) for j in range(len(genes))]
+    )
+    assert ax.yaxis_inverted()
+    vmin, vmax = dots.get_clim()
+    assert vmin == -vmax == pytest.approx(-np.abs(mean).max())
+    assert dots.get_cmap().name == "RdBu_r"
+    assert len(ax.figure.axes) == 2  # the dots and the colourbar
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["20%", "40%", "60%", "80%", "100%"]
+    # legend markers: area (markersize²) proportional to the fraction
+    sizes = [h.get_markersize() ** 2 for h in ax.get_legend().legend_handles]
+    np.testing.assert_allclose(sizes, 100.0 * np.array([0.2, 0.4, 0.6, 0.8, 1.0]))
+    np.testing.assert_array_equal(Xs, Xs0)
+    np.testing.assert_array_equal(groups, groups0)
+
+
+def test_dot_plot_atol_sets_the_fraction_moved(cell_types):
+    est, Xs, groups = cell_types
+    delta = est.transform(Xs) - Xs
+    atol = float(np.median(np.abs(delta[:, 0])))
+    ax = plot_group_displacements(
+        est, Xs, groups, genes=["x0"], atol=atol, max_size=50.0, size_legend=False
+    )
+    expected = [(np.abs(delta[groups == g, 0]) > atol).mean() for g in "BT"]
+    np.testing.assert_allclose(_dots(ax).get_sizes(), 50.0 * np.array(expected))
+    assert ax.get_legend() is None
+
+
+def test_dot_plot_from_sparse_dataframe_and_pipeline(cell_types):
+    from scipy import sparse
+    from sklearn.preprocessing import StandardScaler
+
+    pd = pytest.importorskip("pandas")
+    est, Xs, groups = cell_types
+    dense = _dots(plot_group_displacements(est, Xs, groups, genes=["x0", "x3"]))
+    sparse_ax = plot_group_displacements(
+        est, sparse.csr_matrix(Xs), groups, genes=["x0", "x3"]
+    )
+    np.testing.assert_allclose(_dots(sparse_ax).get_array(), dense.get_array())
+    np.testing.assert_allclose(_dots(sparse_ax).get_sizes(), dense.get_sizes())
+    names = [f"g{i}" for i in range(Xs.shape[1])]
+    X_all, y_all, _, _ = _cell_type_data()
+    named = clone(est).fit(pd.DataFrame(X_all, columns=names), y_all)
+    ax = plot_group_displacements(
+        named, pd.DataFrame(Xs, columns=names), groups, n_genes=1
+    )
+    assert [t.get_text() for t in ax.get_xticklabels()][0] in {"g0", "g1"}
+    # a Pipeline reports in input units: Δ_input = scale · Δ_z
+    shift = np.zeros(Xs.shape[1])
+    shift[0] = 3.0
+    X = np.vstack([Xs, Xs + shift]) * 10.0
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("map", EntropicSparseMap(gamma=0.5))]
+    ).fit(X, np.repeat([0, 1], len(Xs)))
+    ax = plot_group_displacements(pipe, X[: len(Xs)], groups, genes=["x0"])
+    z = pipe[0].transform(X[: len(Xs)])
+    delta = (pipe[-1].transform(z) - z) * pipe[0].scale_
+    expected = [delta[groups == g, 0].mean() for g in "BT"]
+    np.testing.assert_allclose(_dots(ax).get_array(), expected)
+    assert abs(expected[0]) > 5.0  # ~30 in input units; z-scores would be ~1
+
+
+def test_dot_plot_from_a_tidy_table():
+    pd = pytest.importorskip("pandas")
+    stats = pd.DataFrame(
+        {
+            "group": ["B", "B", "B", "T", "T", "T"],
+            "feature": ["IFIT1", "ISG15", "CD3E"] * 2,
+            "mean_displacement": [2.0, -1.0, 0.0, 0.5, 0.0, 0.25],
+            "fraction_moved": [1.0, 0.5, 0.0, 0.25, 0.0, 0.75],
+        }
+    )
+    stats0 = stats.copy()
+    ax = plot_group_displacements(stats=stats, n_genes=1, max_size=80.0)
+    # top 1 by |mean| per group: IFIT1 for B and for T
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["IFIT1"]
+    ax = plot_group_displacements(stats=stats.set_index(["group", "feature"]))
+    # n_genes=10: every gene with a non-zero mean somewhere, B's order first
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["IFIT1", "ISG15", "CD3E"]
+    dots = _dots(ax)
+    np.testing.assert_allclose(dots.get_array(), [2.0, -1.0, 0.0, 0.5, 0.0, 0.25])
+    np.testing.assert_allclose(
+        dots.get_sizes(), 200.0 * np.array([1.0, 0.5, 0.0, 0.25, 0.0, 0.75])
+    )
+    assert dots.get_clim() == (-2.0, 2.0)
+    ax = plot_group_displacements(stats=stats, genes=["CD3E", "ISG15"])
+    np.testing.assert_allclose(_dots(ax).get_array(), [0.0, -1.0, 0.25, 0.0])
+    pd.testing.assert_frame_equal(stats, stats0)
+
+
+def test_dot_plot_rejects_bad_input(cell_types):
+    pd = pytest.importorskip("pandas")
+    est, Xs, groups = cell_types
+    with pytest.raises(ValueError, match="either a fitted estimator"):
+        plot_group_displacements()
+    with pytest.raises(ValueError, match="needs the cells to map"):
+        plot_group_displacements(est, Xs)
+    with pytest.raises(ValueError, match="one label per row"):
+        plot_group_displacements(est, Xs, groups[:-1])
+    with pytest.raises(ValueError, match="Unknown gene name"):
+        plot_group_displacements(est, Xs, groups, genes=["x0", "nope"])
+    with pytest.raises(ValueError, match="duplicate"):
+        plot_group_displacements(est, Xs, groups, genes=["x0", "x0"])
+    with pytest.raises(ValueError, match="n_genes"):
+        plot_group_displacements(est, Xs, groups, n_genes=0)
+    with pytest.raises(ValueError, match="atol"):
+        plot_group_displacements(est, Xs, groups, atol=-1.0)
+    with pytest.raises(ValueError, match="max_size"):
+        plot_group_displacements(est, Xs, groups, max_size=0)
+    with pytest.raises(ValueError, match="12 names"):
+        plot_group_displacements(est, Xs, groups, feature_names=["a"])
+    with pytest.raises(ValueError, match="all missing"):
+        plot_group_displacements(est, Xs, [None] * len(Xs))
+    identity = FunctionTransformer().fit(Xs)  # moves nothing
+    with pytest.raises(ValueError, match="moves no gene"):
+        plot_group_displacements(identity, Xs, groups)
+    stats = pd.DataFrame(
+        {"group": ["B", "T"], "feature": ["a", "a"], "mean_displacement": [1.0, 2.0]}
+    )
+    with pytest.raises(ValueError, match="fraction_moved"):
+        plot_group_displacements(stats=stats)
+    stats["fraction_moved"] = [0.5, 1.5]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        plot_group_displacements(stats=stats)
+    with pytest.raises(ValueError, match="every .group, feature. pair"):
+        plot_group_displacements(
+            stats=stats.iloc[:1]
+            .assign(group="B")
+            .pipe(lambda s: pd.concat([s, s.assign(feature="b"), s.assign(group="T")]))
+        )
+    with pytest.raises(ValueError, match="more than one row"):
+        plot_group_displacements(stats=pd.concat([stats, stats]))
+    with pytest.raises(ValueError, match="not both"):
+        plot_group_displacements(est, Xs, groups, stats=stats)
+    with pytest.raises(ValueError, match="must be None"):
+        plot_group_displacements(X=Xs, stats=stats)
+    with pytest.raises(ValueError, match="pandas DataFrame"):
+        plot_group_displacements(stats={"group": []})
+    assert plt.get_fignums() == []  # validation happens before drawing

@@ -192,3 +192,127 @@ def test_fold_with_explicit_labels_missing_a_side_gets_the_hint():
     est = EntropicSparseMap(source="ctrl", target="drug")
     with pytest.raises(ValueError, match="target label 'drug'.*StratifiedKFold"):
         est.fit(X[:40], labels[:40])
+
+
+# --------------------------------------- default cv on rows sorted by condition
+def _sorted_cells(n=60, d=30, seed=0):
+    """Control rows first, then stimulated (the AnnData / Kang layout)."""
+    rng = np.random.default_rng(seed)
+    Xs = rng.normal(size=(n, d))
+    Xt = rng.normal(size=(n, d))
+    Xt[:, :3] += 2.0
+    return np.vstack([Xs, Xt]), np.repeat(["ctrl", "stim"], n)
+
+
+def test_default_cv_on_sorted_rows_gives_finite_scores():
+    from sklearn.model_selection import KFold, cross_val_score
+
+    X, y = _sorted_cells()
+    est = EntropicSparseMap(gamma=0.5, source="ctrl", target="stim")
+    scores = cross_val_score(est, X, y, cv=5, error_score="raise")
+    assert scores.shape == (5,) and np.all(np.isfinite(scores))
+    assert np.all(scores <= 0)
+    # the folds really are one-population folds: 0-1 control, 3-4 stimulated
+    folds = [set(y[test]) for _, test in KFold(5).split(X)]
+    assert folds[0] == folds[1] == {"ctrl"} and folds[4] == {"stim"}
+
+
+def test_one_population_fold_is_scored_against_the_fitted_sample():
+    from skmonge.sinkhorn import sinkhorn_divergence
+
+    X, y = _sorted_cells()
+    train = np.r_[0:40, 60:100]
+    est = EntropicSparseMap(gamma=0.5, source="ctrl", target="stim")
+    est.fit(X[train], y[train])
+    held_source, held_target = X[40:60], X[100:]
+    # only control rows held out: T(held-out control) against the fitted target
+    expected = -sinkhorn_divergence(est.transform(held_source), est.target_)
+    assert est.score(held_source, y[40:60]) == pytest.approx(expected)
+    # only stimulated rows held out: T(fitted control) against them
+    expected = -sinkhorn_divergence(est.transform(est.source_), held_target)
+    assert est.score(held_target, y[100:]) == pytest.approx(expected)
+    # a single held-out row of a population does not count as a sample of it
+    X1 = np.vstack([held_source, held_target[:1]])
+    y1 = np.r_[y[40:60], ["stim"]]
+    expected = -sinkhorn_divergence(est.transform(held_source), est.target_)
+    assert est.score(X1, y1) == pytest.approx(expected)
+    # both populations held out: the fitted samples play no part
+    Xb = np.vstack([held_source, held_target])
+    yb = np.r_[y[40:60], y[100:]]
+    expected = -sinkhorn_divergence(est.transform(held_source), held_target)
+    assert est.score(Xb, yb) == pytest.approx(expected)
+
+
+def test_one_population_fold_with_sparse_fitted_samples():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    _, y = _sorted_cells()
+    X = np.zeros((120, 50))  # 2 % non-zeros, like counts: fitted clouds stay CSR
+    mask = rng.random(X.shape) < 0.02
+    X[mask] = rng.exponential(1.0, size=mask.sum())
+    X[60:, :2] += 2.0 * (rng.random((60, 2)) < 0.3)  # two genes turned on
+    train = np.r_[0:40, 60:100]
+    params = {"cost": "elastic_stvs", "gamma": 0.5, "source": "ctrl", "target": "stim"}
+    dense = EntropicSparseMap(**params).fit(X[train], y[train])
+    sparse = EntropicSparseMap(**params).fit(sp.csr_matrix(X[train]), y[train])
+    assert sp.issparse(sparse.source_) and sp.issparse(sparse.target_)
+    for rows in (slice(40, 60), slice(100, 120)):
+        held = sp.csr_matrix(X[rows])
+        assert sparse.score(held, y[rows]) == pytest.approx(
+            dense.score(X[rows], y[rows]), rel=1e-6
+        )
+
+
+def test_fold_without_two_rows_of_either_population_raises():
+    X, y = _sorted_cells()
+    est = EntropicSparseMap(gamma=0.5, source="ctrl", target="stim").fit(X, y)
+    other = np.array(["other"] * 4)
+    with pytest.raises(ValueError, match="0 source and 0 target rows.*Stratified"):
+        est.score(X[:4], other)
+    with pytest.raises(ValueError, match="1 source and 1 target rows"):
+        est.score(X[[0, 100]], y[[0, 100]])
+    with pytest.raises(ValueError, match="one population label per row"):
+        est.score(X, y[:-1])
+
+
+def test_estimator_without_a_fitted_sample_points_to_stratified_folds():
+    import copy
+
+    X, y = _sorted_cells()
+    est = EntropicSparseMap(gamma=0.5, source="ctrl", target="stim").fit(X, y)
+    stripped = copy.copy(est)
+    del stripped.target_  # as NeuralSparseMap, which keeps only its networks
+    with pytest.raises(ValueError, match="stores no fitted target.*StratifiedKFold"):
+        stripped.score(X[:60], y[:60])
+
+
+def test_learned_cost_map_scores_a_one_population_fold():
+    pytest.importorskip("torch")
+    from skmonge import LearnedCostMap
+    from skmonge.sinkhorn import sinkhorn_divergence
+
+    X, y = _sorted_cells(n=30, d=3)
+    train = np.r_[0:20, 30:50]
+    est = LearnedCostMap(
+        max_iter=0, device="cpu", random_state=0, source="ctrl", target="stim"
+    )
+    est.fit(X[train], y[train], pair_id=np.r_[np.arange(20), np.arange(20)])
+    expected = -sinkhorn_divergence(est.transform(X[20:30]), est.target_)
+    assert est.score(X[20:30], y[20:30]) == pytest.approx(expected)
+    expected = -sinkhorn_divergence(est.transform(est.source_), X[50:])
+    assert est.score(X[50:], y[50:]) == pytest.approx(expected)
+
+
+def test_grid_search_with_default_cv_chooses_gamma_by_score():
+    X, y = _sorted_cells()
+    # γ = 1e4 freezes every coordinate: the worst fit, and the first entry,
+    # which a search with all-NaN scores would return
+    grid = {"gamma": [1e4, 0.3, 3.0]}
+    search = GridSearchCV(
+        EntropicSparseMap(cost="elastic_l1", source="ctrl", target="stim"), grid
+    ).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores))
+    assert search.best_params_["gamma"] != 1e4
+    assert scores[0] < scores[1:].min() - 1.0
