@@ -859,7 +859,9 @@ class _Relaxation:
 
     def update(self, err):
         """Record the error of a valid iterate; return the ω for the next step."""
-        if self.off or self.fixed is not None:
+        if self.off:
+            return 1.0
+        if self.fixed is not None:
             return self.omega
         self.history.append(err)
         if len(self.history) <= self.window:
