@@ -34,14 +34,20 @@ def _pandas():
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - pandas is in the test extra
         raise ImportError(
-            "skmonge.inspection reports are pandas objects; install pandas "
+            "skmonge's reports and per-group metrics are pandas objects; "
+            "install pandas "
             '(pip install pandas, or pip install "skmonge[anndata]").'
         ) from exc
     return pd
 
 
 def _check_atol(atol):
-    if not isinstance(atol, numbers.Real) or not np.isfinite(atol) or atol < 0:
+    if (
+        isinstance(atol, bool)
+        or not isinstance(atol, numbers.Real)
+        or not np.isfinite(atol)
+        or atol < 0
+    ):
         raise ValueError(f"atol must be a finite number >= 0, got {atol!r}.")
     return float(atol)
 

@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._groups import encode_groups, group_means, observed_group_shift
 from ._pipeline import held_out_images, map_and_displace, split_map
+from .inspection import _chunk_size, _pandas
 
 __all__ = [
     "displacement_sparsity",
@@ -575,21 +576,6 @@ def incorrect_mass(plan, source_pair_id, target_pair_id):
 
 # --- per-group (cell type) evaluation
 
-# Bound on one chunk's dense temporaries (rows, image, displacement), the
-# budget skmonge.inspection uses too.
-_CHUNK_BYTES = 64 * 2**20
-
-
-def _pandas():
-    try:
-        import pandas as pd
-    except ImportError as exc:  # pragma: no cover - pandas is in the test extra
-        raise ImportError(
-            "The per-group metrics return pandas objects; install pandas "
-            '(pip install pandas, or pip install "skmonge[anndata]").'
-        ) from exc
-    return pd
-
 
 def _check_int(value, name, low):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -597,17 +583,6 @@ def _check_int(value, name, low):
     if value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value}.")
     return int(value)
-
-
-def _check_atol(atol):
-    if (
-        isinstance(atol, bool)
-        or not isinstance(atol, numbers.Real)
-        or not np.isfinite(atol)
-        or atol < 0
-    ):
-        raise ValueError(f"atol must be a finite number >= 0, got {atol!r}.")
-    return float(atol)
 
 
 def _check_rows(X, name):
@@ -672,7 +647,7 @@ def _group_displacement_stats(estimator, X, X_valid, rows, codes, n_groups, atol
     n_features = X_valid.shape[1]
     sums = np.zeros((3, n_groups, n_features))
     counts = np.zeros(n_groups, dtype=np.int64)
-    step = int(max(1, _CHUNK_BYTES // (3 * 8 * max(1, n_features))))
+    step = _chunk_size(n_features, None)
     for start in range(0, rows.size, step):
         index = rows[start : start + step]
         chunk_codes = codes[start : start + step]

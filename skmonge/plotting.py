@@ -550,8 +550,8 @@ def plot_group_displacements(
     from matplotlib.lines import Line2D
 
     from ._groups import encode_groups
+    from .inspection import _check_atol
     from .metrics import (
-        _check_atol,
         _check_int,
         _check_rows,
         _group_displacement_stats,
