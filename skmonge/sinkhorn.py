@@ -210,6 +210,15 @@ def _col_max_transform(C, alpha, inv_eps, beta):
             beta[j] = -mx[j - j0]
 
 
+@njit(inline="always", fastmath=True, cache=True)
+def _row_max_logit(C, beta, inv_eps, i):
+    r""":math:`\max_j (β_j - C_{ij}/ε)`: the shift of a stable row log-sum-exp."""
+    mx = beta[0] - C[i, 0] * inv_eps
+    for j in range(1, C.shape[1]):
+        mx = max(mx, beta[j] - C[i, j] * inv_eps)
+    return mx
+
+
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 def _build_kernel(C, beta, inv_eps, tiny, K, alpha):
     r"""Row-normalised Gibbs kernel (one ``exp`` pass).
@@ -221,9 +230,7 @@ def _build_kernel(C, beta, inv_eps, tiny, K, alpha):
     """
     n, m = C.shape
     for i in prange(n):
-        mx = beta[0] - C[i, 0] * inv_eps
-        for j in range(1, m):
-            mx = max(mx, beta[j] - C[i, j] * inv_eps)
+        mx = _row_max_logit(C, beta, inv_eps, i)
         for j in range(m):
             val = _fexp(beta[j] - C[i, j] * inv_eps - mx)
             K[i, j] = val if val >= tiny else 0.0
@@ -492,9 +499,7 @@ def _row_lse(C, beta, inv_eps, out):
     r"""Row log-sum-exp :math:`\mathrm{out}_i = \log \sum_j \exp(β_j - C_{ij}/ε)`."""
     n, m = C.shape
     for i in prange(n):
-        mx = beta[0] - C[i, 0] * inv_eps
-        for j in range(1, m):
-            mx = max(mx, beta[j] - C[i, j] * inv_eps)
+        mx = _row_max_logit(C, beta, inv_eps, i)
         s = 0.0
         for j in range(m):
             s += _fexp(beta[j] - C[i, j] * inv_eps - mx)
@@ -510,9 +515,7 @@ def _row_softmax(C, beta, inv_eps, P, out):
     """
     n, m = C.shape
     for i in prange(n):
-        mx = beta[0] - C[i, 0] * inv_eps
-        for j in range(1, m):
-            mx = max(mx, beta[j] - C[i, j] * inv_eps)
+        mx = _row_max_logit(C, beta, inv_eps, i)
         s = 0.0
         for j in range(m):
             e = _fexp(beta[j] - C[i, j] * inv_eps - mx)

@@ -56,7 +56,7 @@ def test_fitted_potentials_satisfy_marginals():
     # rows of P are p_j(x_i); the plan is P / n, whose column sums must be 1/m
     np.testing.assert_allclose(P.mean(axis=0), np.full(len(Xt), 1 / len(Xt)), atol=1e-7)
     assert est.converged_ and est.n_iter_ >= 1
-    assert est.epsilon_ == pytest.approx(0.1 * C.mean())
+    assert est.epsilon_ > 0
 
 
 @pytest.mark.parametrize("cost", ["sqeuclidean", "elastic_l1", "elastic_stvs"])
@@ -81,15 +81,11 @@ def test_translation_equivariance(cost):
 )
 def test_small_gamma_tends_to_sqeuclidean_map(cost, k):
     X, y, Xs, Xt = _pooled(seed=7)
-    ref = EntropicSparseMap(cost="sqeuclidean").fit(X, y).transform(Xs)
+    eps = 0.1 * 0.5 * np.mean(((Xs[:, None] - Xt[None]) ** 2).sum(-1))
+    ref = EntropicSparseMap(cost="sqeuclidean", epsilon=eps).fit(X, y).transform(Xs)
     errors = []
     for gamma in (1e-1, 1e-2, 1e-3):
-        est = EntropicSparseMap(
-            cost=cost,
-            gamma=gamma,
-            k=k,
-            epsilon=0.1 * 0.5 * np.mean(((Xs[:, None] - Xt[None]) ** 2).sum(-1)),
-        )
+        est = EntropicSparseMap(cost=cost, gamma=gamma, k=k, epsilon=eps)
         errors.append(np.abs(est.fit(X, y).transform(Xs) - ref).max())
     assert errors[2] < 0.05 * errors[0] + 1e-9
     assert errors[2] < 1e-2
@@ -157,8 +153,9 @@ def test_constant_pattern_task_elastic_beats_sqeuclidean():
     ]:
         mapped = EntropicSparseMap(cost=cost, gamma=gamma).fit(X, y).transform(Xs)
         results[cost] = (nmse(truth, mapped), support_error(Xs, mapped, [0, 1]))
-    # measured (seed 0): l2 NMSE 0.059, support error 0.34; l1 0.021 / 0.056;
-    # stvs 0.020 / 0.037
+    # measured (seed 0, default perplexity rule): l2 NMSE 0.044, support error
+    # 0.28; l1 0.020 / 0.047; stvs 0.019 / 0.034 (paper's rule: 0.059 / 0.34,
+    # 0.021 / 0.056, 0.020 / 0.037)
     l2_nmse, l2_supp = results["sqeuclidean"]
     for cost in ("elastic_l1", "elastic_stvs"):
         assert results[cost][0] < 0.5 * l2_nmse, results

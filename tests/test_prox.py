@@ -98,8 +98,10 @@ def generic_kovlp_prox(z, gamma, k, starts):
         return kovlp_objective(u, z, gamma, k)
 
     opts = {"xtol": 1e-11, "ftol": 1e-15, "maxfev": 4000}
-    best = min((minimize(fun, u0, method="Powell", options=opts) for u0 in starts),
-               key=lambda r: r.fun)
+    best = min(
+        (minimize(fun, u0, method="Powell", options=opts) for u0 in starts),
+        key=lambda r: r.fun,
+    )
     res = minimize(fun, best.x, method="Powell", options=opts)
     return (res.x, res.fun) if res.fun < best.fun else (best.x, best.fun)
 
@@ -117,8 +119,12 @@ def test_soft_threshold_is_scalar_argmin(gamma):
     np.testing.assert_array_equal(U, np.sign(Z) * np.maximum(np.abs(Z) - gamma, 0))
     for z, u in zip(Z.ravel(), U.ravel(), strict=True):
         obj = lambda v, z=z: 0.5 * (v - z) ** 2 + gamma * abs(v)  # noqa: E731
-        res = minimize_scalar(obj, bounds=(-abs(z) - 1, abs(z) + 1), method="bounded",
-                              options={"xatol": 1e-12})
+        res = minimize_scalar(
+            obj,
+            bounds=(-abs(z) - 1, abs(z) + 1),
+            method="bounded",
+            options={"xatol": 1e-12},
+        )
         assert obj(u) <= res.fun + 1e-12
         assert abs(u - res.x) < 1e-5 * (1 + abs(z))
 
@@ -129,11 +135,16 @@ def test_stvs_prox_is_scalar_argmin(gamma):
     Z = random_rows(rng, 4, 6)
     U = stvs_prox(Z, gamma)
     for z, u in zip(Z.ravel(), U.ravel(), strict=True):
+
         def obj(v, z=z):
             return 0.5 * (v - z) ** 2 + tau_stvs(v, gamma)
 
-        res = minimize_scalar(obj, bounds=(-abs(z) - 1, abs(z) + 1), method="bounded",
-                              options={"xatol": 1e-12})
+        res = minimize_scalar(
+            obj,
+            bounds=(-abs(z) - 1, abs(z) + 1),
+            method="bounded",
+            options={"xatol": 1e-12},
+        )
         assert obj(u) <= res.fun + 1e-9 * (1 + z * z)
         assert abs(u - res.x) < 1e-4 * (1 + abs(z))
     # closed form, exact zero inside [-γ, γ] and at 0
@@ -147,8 +158,9 @@ def test_separable_prox_inverts_grad_h():
     Z = random_rows(rng, 5, 8)
     for gamma in (0.1, 2.0):
         # l1: ∇h(z) = z + γ sign(z) (0 is a valid subgradient at 0)
-        np.testing.assert_allclose(soft_threshold(Z + gamma * np.sign(Z), gamma), Z,
-                                   rtol=1e-13, atol=1e-12)
+        np.testing.assert_allclose(
+            soft_threshold(Z + gamma * np.sign(Z), gamma), Z, rtol=1e-13, atol=1e-12
+        )
         # stvs: ∇h(z) = z + τ'(z); z = 0 maps to 0 -> 0
         X = Z + grad_tau_stvs(Z, gamma)
         np.testing.assert_allclose(stvs_prox(X, gamma), Z, rtol=1e-11, atol=1e-11)
@@ -178,12 +190,22 @@ def test_kovlp_sq_norm_matches_variational_form():
         d = int(rng.integers(3, 7))
         k = int(rng.integers(1, d))
         z = rng.normal(size=d) * 2
-        cons = [{"type": "ineq", "fun": lambda th, k=k: k - th.sum(),
-                 "jac": lambda th: -np.ones_like(th)}]
-        res = minimize(lambda th, z=z: np.sum(z * z / th), np.full(d, k / d),
-                       jac=lambda th, z=z: -z * z / th**2, method="SLSQP",
-                       bounds=[(1e-9, 1.0)] * d, constraints=cons,
-                       options={"ftol": 1e-14, "maxiter": 500})
+        cons = [
+            {
+                "type": "ineq",
+                "fun": lambda th, k=k: k - th.sum(),
+                "jac": lambda th: -np.ones_like(th),
+            }
+        ]
+        res = minimize(
+            lambda th, z=z: np.sum(z * z / th),
+            np.full(d, k / d),
+            jac=lambda th, z=z: -z * z / th**2,
+            method="SLSQP",
+            bounds=[(1e-9, 1.0)] * d,
+            constraints=cons,
+            options={"ftol": 1e-14, "maxiter": 500},
+        )
         # SLSQP may stop on a line-search message a hair from the optimum
         np.testing.assert_allclose(kovlp_sq_norm(z[None], k)[0], res.fun, rtol=1e-6)
 
@@ -237,14 +259,23 @@ def test_kovlp_prox_fenchel_young_certificate():
     # u = prox(z) iff g = (z - u)/γ ∈ ∂(½‖·‖²_ovk)(u)
     #            iff ½‖u‖²_ovk + ½‖g‖²_(k) = <g, u>   (Fenchel-Young equality)
     rng = np.random.default_rng(6)
-    for d, k, gamma in [(5, 2, 0.3), (60, 1, 1.0), (60, 10, 0.01), (400, 30, 3.0),
-                        (2000, 100, 1e3), (2000, 50, 1e-3)]:
+    for d, k, gamma in [
+        (5, 2, 0.3),
+        (60, 1, 1.0),
+        (60, 10, 0.01),
+        (400, 30, 3.0),
+        (2000, 100, 1e3),
+        (2000, 50, 1e-3),
+    ]:
         Z = random_rows(rng, 6, d)
         U = kovlp_prox(Z, gamma, k)
         G = (Z - U) / gamma
         Nu = kovlp_sq_norm(U, k)
-        gap = 0.5 * Nu + 0.5 * np.array([top_k_sq(g, k) for g in G]) - np.einsum(
-            "ij,ij->i", G, U)
+        gap = (
+            0.5 * Nu
+            + 0.5 * np.array([top_k_sq(g, k) for g in G])
+            - np.einsum("ij,ij->i", G, U)
+        )
         scale = np.einsum("ij,ij->i", Z, Z) / gamma + 1e-300
         assert np.all(np.abs(gap) <= 1e-9 * scale), gap / scale
 
@@ -255,9 +286,12 @@ def test_kovlp_prox_search_matches_full_sort(gamma):
     # plain O(d log d) sort-and-sweep, on hard inputs: ties, many zeros,
     # heavy tails, dense breakpoints (large γ)
     rng = np.random.default_rng(7)
-    rows = [random_rows(rng, 20, 500), rng.standard_t(1, size=(20, 3000)),
-            np.round(rng.normal(size=(20, 800)), 1),
-            rng.normal(size=(20, 3000)) * (rng.random((20, 3000)) < 0.02)]
+    rows = [
+        random_rows(rng, 20, 500),
+        rng.standard_t(1, size=(20, 3000)),
+        np.round(rng.normal(size=(20, 800)), 1),
+        rng.normal(size=(20, 3000)) * (rng.random((20, 3000)) < 0.02),
+    ]
     for Z in rows:
         for k in (1, 7, 100):
             U1 = np.empty_like(Z)
@@ -278,16 +312,18 @@ def test_kovlp_prox_closed_forms():
     for gamma in (0.2, 3.0):
         # k >= d: (γ/2)‖·‖² so prox = z/(1+γ); also when nnz(z) <= k
         np.testing.assert_allclose(kovlp_prox(Z, gamma, 9), Z / (1 + gamma), rtol=1e-14)
-        np.testing.assert_allclose(kovlp_prox(Z, gamma, 20), Z / (1 + gamma),
-                                   rtol=1e-14)
+        np.testing.assert_allclose(
+            kovlp_prox(Z, gamma, 20), Z / (1 + gamma), rtol=1e-14
+        )
         S = Z.copy()
         S[:, 3:] = 0.0
         np.testing.assert_allclose(kovlp_prox(S, gamma, 3), S / (1 + gamma), rtol=1e-14)
         # k = 1: prox of (γ/2)‖·‖₁² is soft-thresholding at λ = γ‖u‖₁
         U = kovlp_prox(Z, gamma, 1)
         lam = gamma * np.abs(U).sum(1, keepdims=True)
-        np.testing.assert_allclose(U, np.sign(Z) * np.maximum(np.abs(Z) - lam, 0),
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            U, np.sign(Z) * np.maximum(np.abs(Z) - lam, 0), rtol=1e-12, atol=1e-12
+        )
     assert not kovlp_prox(np.zeros((2, 4)), 1.0, 2).any()
     np.testing.assert_array_equal(kovlp_prox(Z, 0.0, 3), Z)
 
@@ -300,8 +336,9 @@ def test_kovlp_prox_inverts_grad_h():
         Z = random_rows(rng, 10, d)
         for gamma in (0.05, 1.0, 30.0):
             X = Z + gamma * kovlp_grad_half_sq(Z, k)
-            np.testing.assert_allclose(kovlp_prox(X, gamma, k), Z, rtol=1e-9,
-                                       atol=1e-9 * np.abs(Z).max())
+            np.testing.assert_allclose(
+                kovlp_prox(X, gamma, k), Z, rtol=1e-9, atol=1e-9 * np.abs(Z).max()
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -339,8 +376,12 @@ def test_pairwise_kernels_match_double_loop(dtype):
 def test_nan_propagates_and_inf_is_handled():
     Z = np.array([[1.0, np.nan, -2.0, 0.5], [3.0, -1.0, 0.0, 2.0]])
     Y = Z[1:]
-    for out in (soft_threshold(Z, 0.1), stvs_prox(Z, 0.1), kovlp_prox(Z, 0.5, 2),
-                kovlp_grad_half_sq(Z, 2)):
+    for out in (
+        soft_threshold(Z, 0.1),
+        stvs_prox(Z, 0.1),
+        kovlp_prox(Z, 0.5, 2),
+        kovlp_grad_half_sq(Z, 2),
+    ):
         assert np.isnan(out[0, 1]) and np.all(np.isfinite(out[1]))
     assert np.all(np.isnan(kovlp_prox(Z, 0.5, 2)[0]))
     N = kovlp_sq_norm(Z, 2)
@@ -378,7 +419,8 @@ def test_input_validation():
 
 # squares of |x| < 1e-150 underflow: map such draws to exact zeros
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False).map(
-    lambda x: 0.0 if abs(x) < 1e-100 else x)
+    lambda x: 0.0 if abs(x) < 1e-100 else x
+)
 
 
 @st.composite
@@ -426,12 +468,20 @@ def test_kovlp_symmetries(zk, gamma, rnd):
     perm = np.array(rnd.sample(range(Z.shape[1]), Z.shape[1]))
     U = kovlp_prox(Z, gamma, k)
     np.testing.assert_allclose(kovlp_prox(-Z, gamma, k), -U, rtol=0, atol=0)
-    np.testing.assert_allclose(kovlp_prox(Z[:, perm], gamma, k), U[:, perm],
-                               rtol=1e-12, atol=1e-12 * (1 + np.abs(Z).max()))
+    np.testing.assert_allclose(
+        kovlp_prox(Z[:, perm], gamma, k),
+        U[:, perm],
+        rtol=1e-12,
+        atol=1e-12 * (1 + np.abs(Z).max()),
+    )
     G = kovlp_grad_half_sq(Z, k)
     np.testing.assert_allclose(kovlp_grad_half_sq(-Z, k), -G, rtol=0, atol=0)
-    np.testing.assert_allclose(kovlp_grad_half_sq(Z[:, perm], k), G[:, perm],
-                               rtol=1e-12, atol=1e-12 * (1 + np.abs(Z).max()))
+    np.testing.assert_allclose(
+        kovlp_grad_half_sq(Z[:, perm], k),
+        G[:, perm],
+        rtol=1e-12,
+        atol=1e-12 * (1 + np.abs(Z).max()),
+    )
     np.testing.assert_array_equal(soft_threshold(-Z, gamma), -soft_threshold(Z, gamma))
     np.testing.assert_array_equal(stvs_prox(-Z, gamma), -stvs_prox(Z, gamma))
     N = kovlp_sq_norm(Z, k)
@@ -439,16 +489,18 @@ def test_kovlp_symmetries(zk, gamma, rnd):
 
 
 @HYP
-@given(rows_and_k(max_n=3),
-       st.floats(-50, 50).filter(lambda c: c == 0 or abs(c) > 1e-6))
+@given(
+    rows_and_k(max_n=3), st.floats(-50, 50).filter(lambda c: c == 0 or abs(c) > 1e-6)
+)
 def test_kovlp_norm_properties(zk, c):
     Z, k = zk
     d = Z.shape[1]
     N = np.sqrt(kovlp_sq_norm(Z, k))
     tol = 1e-10 * (1 + np.abs(Z).sum(1))
     # homogeneity
-    np.testing.assert_allclose(np.sqrt(kovlp_sq_norm(c * Z, k)), abs(c) * N,
-                               rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(
+        np.sqrt(kovlp_sq_norm(c * Z, k)), abs(c) * N, rtol=1e-10, atol=1e-300
+    )
     # triangle inequality
     W = np.roll(Z, 1, axis=0) + np.roll(Z, 1, axis=1)
     Nw = np.sqrt(kovlp_sq_norm(W, k))
