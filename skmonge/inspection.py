@@ -19,6 +19,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
+from ._groups import encode_groups, observed_group_shift
+from ._pipeline import map_and_displace, split_map
+
 __all__ = [
     "displacement_report",
     "cell_displacements",
@@ -75,14 +78,15 @@ def _chunk_size(n_features, batch_size):
 
 
 def _map_in_chunks(estimator, X, batch_size=None):
-    r"""Yield ``(start, stop, rows, mapped)`` over chunks of the rows of ``X``.
+    r"""Yield ``(start, stop, mapped, delta)`` over chunks of the rows of ``X``.
 
-    ``rows`` is the chunk densified to float64 and ``mapped`` its image
-    :math:`T(x)` by ``estimator.transform`` as an ndarray in the estimator's
-    output dtype, so ``mapped - rows`` is the displacement, in float64. Only
-    one chunk is dense at a time. A DataFrame chunk is passed to ``transform``
-    as a DataFrame, so its column names are still checked against
-    ``feature_names_in_``; other input is passed densified.
+    ``mapped`` is the chunk's image :math:`T(x)` as an ndarray in the
+    estimator's output dtype and ``delta`` the displacement in float64, both
+    in the input feature space, also for a ``Pipeline`` ending in a map
+    (:func:`skmonge._pipeline.map_and_displace`). Only one chunk is dense at
+    a time. A DataFrame chunk is passed on as a DataFrame, so its column
+    names are still checked against ``feature_names_in_``; sparse input is
+    densified one chunk at a time.
     """
     X = _as_rows(X)
     n, d = X.shape
@@ -92,52 +96,72 @@ def _map_in_chunks(estimator, X, batch_size=None):
         part = X.iloc[start:stop] if hasattr(X, "iloc") else X[start:stop]
         if sp.issparse(part):
             part = part.toarray()  # this chunk only
-        rows = np.asarray(part, dtype=np.float64)
-        mapped = np.asarray(estimator.transform(part))
-        if mapped.shape != rows.shape:
-            raise ValueError(
-                "The estimator must map the feature space onto itself: "
-                f"transform gave shape {mapped.shape} for rows of shape "
-                f"{rows.shape}."
-            )
-        yield start, stop, rows, mapped
+        mapped, delta = map_and_displace(estimator, part)
+        yield start, stop, mapped, delta
 
 
 class _DisplacementStats:
-    r"""Running per-feature sums of a displacement :math:`Δ`, one chunk at a time.
+    r"""Running per-group, per-feature sums of a displacement :math:`Δ`.
 
-    After all rows, with :math:`n` rows seen,
+    Fed one chunk of rows at a time with each row's group (code ``0`` for
+    all rows by default). After all rows, with :math:`I_g` the rows of
+    group ``g``,
 
-    .. math:: \text{mean\_abs}_t = \frac1n \sum_i |Δ_{it}|, \quad
-              \text{mean}_t = \frac1n \sum_i Δ_{it}, \quad
-              \text{frac}_t = \frac1n \#\{i : |Δ_{it}| > \text{atol}\}.
+    .. math:: \text{mean\_abs}_{gt} = \frac1{|I_g|} \sum_{i \in I_g} |Δ_{it}|,
+              \quad \text{mean}_{gt} = \frac1{|I_g|} \sum_{i \in I_g} Δ_{it},
+              \quad \text{frac}_{gt} = \frac{\#\{i \in I_g : |Δ_{it}| >
+              \text{atol}\}}{|I_g|}.
 
     The threshold is strict, as in :func:`skmonge.metrics.displacement_sparsity`,
-    whose value is the mean of ``frac`` over the features.
+    whose value is the mean of ``frac`` over the features. This is the one
+    accumulator behind :func:`displacement_report`, :func:`skmonge.sc.predict`
+    and the per-group metrics and plots.
     """
 
-    def __init__(self, n_features, atol):
+    def __init__(self, n_features, atol, n_groups=1):
         self.atol = atol
-        self.abs_sum = np.zeros(n_features)
-        self.sum = np.zeros(n_features)
-        self.moved = np.zeros(n_features, dtype=np.int64)
-        self.n_rows = 0
+        self.n_groups = n_groups
+        self.sums = np.zeros((3, n_groups, n_features))
+        self.counts = np.zeros(n_groups, dtype=np.int64)
 
-    def update(self, delta):
+    def update(self, delta, codes=None):
+        """Add the rows of ``delta``; ``codes`` (default all 0) are their groups."""
         magnitude = np.abs(delta)
-        self.abs_sum += magnitude.sum(axis=0)
-        self.sum += delta.sum(axis=0)
-        self.moved += np.count_nonzero(magnitude > self.atol, axis=0)
-        self.n_rows += delta.shape[0]
+        parts = (delta, magnitude, magnitude > self.atol)
+        if codes is None:
+            for slot, values in enumerate(parts):
+                self.sums[slot, 0] += values.sum(axis=0)
+            self.counts[0] += delta.shape[0]
+            return
+        codes = np.asarray(codes, dtype=np.int64)
+        indicator = sp.csr_matrix(
+            (np.ones(codes.size), (codes, np.arange(codes.size))),
+            shape=(self.n_groups, codes.size),
+        )
+        for slot, values in enumerate(parts):
+            self.sums[slot] += indicator @ values.astype(np.float64, copy=False)
+        self.counts += np.bincount(codes, minlength=self.n_groups)
 
-    def columns(self):
-        """The three per-feature statistics, as a dict of float arrays."""
-        if self.n_rows == 0:
+    def means(self):
+        """``mean, mean_abs, fraction`` (each ``(n_groups, n_features)``), counts.
+
+        Groups without rows get rows of zeros.
+        """
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(
+                self.counts[:, None] > 0, self.sums / self.counts[:, None], 0.0
+            )
+        return values[0], values[1], values[2], self.counts.copy()
+
+    def columns(self, group=0):
+        """The three per-feature statistics of one group, as a dict."""
+        if self.counts[group] == 0:
             raise ValueError("No rows to summarise: X has 0 rows.")
+        mean, mean_abs, fraction, _ = self.means()
         return {
-            "mean_abs_displacement": self.abs_sum / self.n_rows,
-            "mean_displacement": self.sum / self.n_rows,
-            "fraction_moved": self.moved / self.n_rows,
+            "mean_abs_displacement": mean_abs[group],
+            "mean_displacement": mean[group],
+            "fraction_moved": fraction[group],
         }
 
 
@@ -157,10 +181,13 @@ def _feature_names(estimator, feature_names, n_features):
     return names
 
 
-def displacement_report(estimator, X, feature_names=None, atol=1e-8, batch_size=None):
+def displacement_report(
+    estimator, X, feature_names=None, atol=1e-8, batch_size=None, *, y=None, groups=None
+):
     r"""Per-feature summary of the displacement of a fitted map on the rows of ``X``.
 
-    With :math:`Δ_{it} = T(x_i)_t - x_{it}` over the :math:`n` rows of ``X``:
+    With :math:`Δ_{it} = T(x_i)_t - x_{it}` over the :math:`n` mapped rows
+    (all rows of ``X``, or its source rows when ``y`` is given):
 
     .. math:: \text{mean\_abs\_displacement}_t = \frac1n \sum_i |Δ_{it}|,\qquad
               \text{mean\_displacement}_t = \frac1n \sum_i Δ_{it},
@@ -169,16 +196,28 @@ def displacement_report(estimator, X, feature_names=None, atol=1e-8, batch_size=
               \frac1n \#\{i : |Δ_{it}| > \text{atol}\}.
 
     The mean of ``fraction_moved`` over the features is
-    :func:`skmonge.metrics.displacement_sparsity` of the same rows.
+    :func:`skmonge.metrics.displacement_sparsity` of the same rows. With
+    ``groups`` the same is computed over the rows of each group (e.g. per
+    cell type); with ``y`` the report also gives the observed mean
+    difference :math:`\bar y_t - \bar x_t` of the target and source rows
+    (of each group), the quantity ``mean_displacement`` should be read
+    against.
+
+    For a ``Pipeline`` ending in a map, :math:`Δ` is reported in the
+    pipeline's input features (:func:`skmonge._pipeline.map_and_displace`);
+    a preprocessing step without ``inverse_transform`` raises a
+    ``ValueError``.
 
     Parameters
     ----------
     estimator : fitted map estimator
         Anything whose ``transform`` maps ``X`` into the same feature space
-        (e.g. a fitted :class:`~skmonge.EntropicSparseMap`).
+        (e.g. a fitted :class:`~skmonge.EntropicSparseMap`), or a
+        ``Pipeline`` ending in one.
     X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-        Points to map, typically the source cells. Evaluated ``batch_size``
-        rows at a time: only one chunk is ever dense.
+        Points to map, typically the source cells (or both populations with
+        ``y``). Evaluated ``batch_size`` rows at a time: only one chunk is
+        ever dense.
     feature_names : sequence of str, default=None
         Row labels of the report. ``None`` uses
         ``estimator.get_feature_names_out()`` (``feature_names_in_`` when the
@@ -188,25 +227,121 @@ def displacement_report(estimator, X, feature_names=None, atol=1e-8, batch_size=
     batch_size : int, default=None
         Rows per chunk; ``None`` keeps one chunk's dense temporaries near
         64 MiB.
+    y : array-like of shape (n_samples,), default=None
+        Population labels of the rows of ``X``. When given, only the rows
+        with the estimator's source label are mapped, and the column
+        ``observed_difference`` (target mean minus source mean) is added.
+    groups : array-like of shape (n_samples,), default=None
+        Group of each row (e.g. ``adata.obs["cell_type"]``); missing values
+        (None, NaN) belong to no group and are left out.
 
     Returns
     -------
     report : pandas.DataFrame
-        Indexed by feature name (index name ``"feature"``), columns
-        ``mean_abs_displacement``, ``mean_displacement``, ``fraction_moved``,
-        sorted by ``mean_abs_displacement`` in decreasing order (ties keep the
-        feature order).
+        Without ``groups``: indexed by feature name (index name
+        ``"feature"``), columns ``mean_abs_displacement``,
+        ``mean_displacement``, ``fraction_moved`` (and
+        ``observed_difference``), sorted by ``mean_abs_displacement`` in
+        decreasing order (ties keep the feature order). With ``groups``: a
+        tidy table indexed by ``("group", "feature")``, with the number of
+        mapped rows of the group in ``n_cells``, the groups in sorted order
+        (groups without mapped rows are left out) and the features of each
+        group sorted as above.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmonge import EntropicSparseMap
+    >>> from skmonge.inspection import displacement_report
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(120, 6))
+    >>> y = np.repeat(["ctrl", "stim"], 60)
+    >>> groups = np.tile(["B", "T"], 60)
+    >>> X[(y == "stim") & (groups == "B"), 0] += 3.0  # B cells respond in x0
+    >>> X[(y == "stim") & (groups == "T"), 1] += 3.0  # T cells in x1
+    >>> est = EntropicSparseMap(source="ctrl", target="stim").fit(X, y)
+    >>> report = displacement_report(est, X, y=y, groups=groups)
+    >>> report.groupby("group").head(1).index.tolist()
+    [('B', 'x0'), ('T', 'x1')]
     """
     pd = _pandas()
     atol = _check_atol(atol)
     check_is_fitted(estimator)
     X = _as_rows(X)
-    names = _feature_names(estimator, feature_names, X.shape[1])
-    stats = _DisplacementStats(X.shape[1], atol)
-    for _, _, rows, mapped in _map_in_chunks(estimator, X, batch_size):
-        stats.update(mapped - rows)
-    report = pd.DataFrame(stats.columns(), index=pd.Index(names, name="feature"))
-    return report.sort_values("mean_abs_displacement", ascending=False, kind="stable")
+    n, d = X.shape
+    names = _feature_names(estimator, feature_names, d)
+    if groups is None:
+        labels, codes = np.array([None], dtype=object), np.zeros(n, dtype=np.int64)
+    else:
+        labels, codes = encode_groups(groups, n)
+        if labels.size == 0:
+            raise ValueError("groups holds no group label (all missing).")
+    mapped_rows = codes >= 0
+    observed = None
+    if y is not None:
+        is_source, is_target = _populations(estimator, y, n)
+        values = X.to_numpy() if hasattr(X, "iloc") else X
+        observed = observed_group_shift(
+            values, is_source, is_target, codes, labels.size
+        )[0]
+        mapped_rows &= is_source
+    rows = np.flatnonzero(mapped_rows)
+    subset = X if rows.size == n else (X.iloc[rows] if hasattr(X, "iloc") else X[rows])
+    stats = _DisplacementStats(d, atol, labels.size)
+    for start, stop, _, delta in _map_in_chunks(estimator, subset, batch_size):
+        stats.update(delta, codes[rows[start:stop]])
+    if groups is None:
+        columns = stats.columns()
+        if observed is not None:
+            columns["observed_difference"] = observed[0]
+        report = pd.DataFrame(columns, index=pd.Index(names, name="feature"))
+        return report.sort_values(
+            "mean_abs_displacement", ascending=False, kind="stable"
+        )
+    mean, mean_abs, fraction, counts = stats.means()
+    if not counts.any():
+        raise ValueError("No rows to summarise: no row of X has a group.")
+    return _group_table(pd, labels, names, mean, mean_abs, fraction, counts, observed)
+
+
+def _populations(estimator, y, n):
+    """Source and target masks of ``y`` under the estimator's fitted labels."""
+    _, final = split_map(estimator)
+    if not hasattr(final, "source_label_"):
+        raise ValueError(
+            "y needs a map with fitted source_label_ / target_label_ (a skmonge "
+            f"estimator, or a Pipeline ending in one); got {type(final).__name__}."
+        )
+    y = np.asarray(y, dtype=object)
+    if y.shape != (n,):
+        raise ValueError(
+            f"y must be 1-d with one population label per row ({n}), got shape "
+            f"{y.shape}."
+        )
+    return y == final.source_label_, y == final.target_label_
+
+
+def _group_table(pd, labels, names, mean, mean_abs, fraction, counts, observed):
+    """Tidy per-group table indexed by ``(group, feature)``, rows of each group
+    sorted by decreasing ``mean_abs_displacement``; groups with 0 rows dropped.
+    """
+    # one feature order for all groups, or (n_groups, n_features) names
+    names = np.broadcast_to(np.asarray(names, dtype=object), mean_abs.shape)
+    blocks = []
+    for g in np.flatnonzero(counts > 0):
+        order = np.argsort(-mean_abs[g], kind="stable")
+        block = {
+            "group": np.repeat(np.asarray([labels[g]], dtype=object), order.size),
+            "feature": names[g][order],
+            "n_cells": np.full(order.size, counts[g], dtype=np.int64),
+            "mean_abs_displacement": mean_abs[g][order],
+            "mean_displacement": mean[g][order],
+            "fraction_moved": fraction[g][order],
+        }
+        if observed is not None:
+            block["observed_difference"] = observed[g][order]
+        blocks.append(pd.DataFrame(block))
+    return pd.concat(blocks, ignore_index=True).set_index(["group", "feature"])
 
 
 def cell_displacements(estimator, X, cell, feature_names=None, atol=1e-8):
@@ -253,8 +388,8 @@ def cell_displacements(estimator, X, cell, feature_names=None, atol=1e-8):
     names = _feature_names(estimator, feature_names, X.shape[1])
     window = slice(position, position + 1)
     one_row = X.iloc[window] if hasattr(X, "iloc") else X[window]
-    ((_, _, rows, mapped),) = _map_in_chunks(estimator, one_row, batch_size=1)
-    delta = (mapped - rows)[0]
+    ((_, _, _, delta),) = _map_in_chunks(estimator, one_row, batch_size=1)
+    delta = delta[0]
     moved = np.flatnonzero(np.abs(delta) > atol)
     order = moved[np.argsort(-np.abs(delta[moved]), kind="stable")]
     return pd.Series(

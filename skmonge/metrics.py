@@ -13,9 +13,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
-from ._groups import encode_groups, group_means, observed_group_shift
+from ._groups import encode_groups, observed_group_shift
 from ._pipeline import held_out_images, map_and_displace, split_map
-from .inspection import _chunk_size, _pandas
+from .inspection import _chunk_size, _DisplacementStats, _pandas
 
 __all__ = [
     "displacement_sparsity",
@@ -645,21 +645,13 @@ def _group_displacement_stats(estimator, X, X_valid, rows, codes, n_groups, atol
     rows = np.asarray(rows, dtype=np.intp)
     codes = np.asarray(codes)
     n_features = X_valid.shape[1]
-    sums = np.zeros((3, n_groups, n_features))
-    counts = np.zeros(n_groups, dtype=np.int64)
+    stats = _DisplacementStats(n_features, atol, n_groups)
     step = _chunk_size(n_features, None)
     for start in range(0, rows.size, step):
         index = rows[start : start + step]
-        chunk_codes = codes[start : start + step]
         _, delta = map_and_displace(estimator, _row_chunk(X, X_valid, index))
-        magnitude = np.abs(delta)
-        for slot, values in enumerate((delta, magnitude, magnitude > atol)):
-            means, n = group_means(values, chunk_codes, n_groups)
-            sums[slot] += np.where(n[:, None] > 0, means * n[:, None], 0.0)
-        counts += n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts[:, None] > 0, sums / counts[:, None], 0.0)
-    return means[0], means[1], means[2], counts
+        stats.update(delta, codes[start : start + step])
+    return stats.means()
 
 
 def _top_features(values, k):
@@ -690,7 +682,9 @@ def _labelled(X, y, groups, name):
     return X_valid, y, labels, codes
 
 
-def group_topk_overlap(estimator, X, y, groups, *, k=20, min_cells=15, reference=None):
+def group_topk_overlap(
+    estimator, X, y, groups, *, k=20, min_cells=15, reference=None, feature_names=None
+):
     r"""Per group (cell type): do the genes the map moves most match those that differ?
 
     For each group :math:`g` (e.g. a cell type) with source rows
@@ -751,6 +745,10 @@ def group_topk_overlap(estimator, X, y, groups, *, k=20, min_cells=15, reference
         shift is then computed on them (a baseline fitted on the same data as
         the map) and a ``ceiling`` column is added. Without ``reference`` the
         baseline uses the held-out rows themselves, which favours it.
+    feature_names : sequence of str, default=None
+        Names of the features in ``map_genes`` / ``observed_genes``; ``None``
+        uses the DataFrame columns of ``X``, else the estimator's
+        ``feature_names_in_``, else ``x0, x1, …``.
 
     Returns
     -------
@@ -884,7 +882,15 @@ def group_topk_overlap(estimator, X, y, groups, *, k=20, min_cells=15, reference
         estimator, X, X_valid, rows, codes[rows], n_groups, atol=0.0
     )
 
-    names = _input_feature_names(estimator, X, n_features)
+    if feature_names is None:
+        names = _input_feature_names(estimator, X, n_features)
+    else:
+        names = np.asarray([str(name) for name in feature_names], dtype=object)
+        if names.shape != (n_features,):
+            raise ValueError(
+                f"feature_names must hold {n_features} names (one per feature), "
+                f"got {names.size}."
+            )
     table = {
         "n_source": [],
         "n_target": [],

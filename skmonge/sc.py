@@ -7,22 +7,38 @@ AnnData object, carrying the gene names over; :func:`predict` maps a set of
 cells and stores the mapped expression and the per-gene displacement
 statistics of :mod:`skmonge.inspection` in the object.
 
+Per group (``groupby="cell_type"``): :func:`predict` summarises the map per
+group in ``adata.uns[key_added]``, in the layout of ``sc.tl.rank_genes_groups``
+(read it back as a tidy table with :func:`get_group_report`), and
+:func:`fit_map` fits one map per group (conditional maps), reporting the
+groups too small to fit instead of failing on them.
+
 ``anndata`` is an optional dependency (``pip install "skmonge[anndata]"``);
 it is imported when a function here is called, not when this module is.
 """
 
 from __future__ import annotations
 
+import numbers
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from .inspection import _check_atol, _DisplacementStats, _map_in_chunks
+from ._groups import encode_groups, observed_group_shift
+from ._pipeline import split_map
+from .inspection import (
+    _check_atol,
+    _DisplacementStats,
+    _group_table,
+    _map_in_chunks,
+    _pandas,
+)
 
-__all__ = ["fit_map", "predict"]
+__all__ = ["fit_map", "predict", "get_group_report", "GroupedMaps"]
 
 
 def _require_anndata(adata):
@@ -95,6 +111,70 @@ def _labels(adata, key):
     return np.asarray(column.astype(object)), column.isna().to_numpy()
 
 
+class GroupedMaps(Mapping):
+    """One fitted map per group, as returned by ``fit_map(..., groupby=...)``.
+
+    A read-only mapping ``group label -> fitted estimator`` (iterate it,
+    index it, ``len`` it like a dict) that also records which groups could
+    not be fitted. :func:`predict` maps the cells of each group with that
+    group's map.
+
+    Attributes
+    ----------
+    groupby : str
+        The ``adata.obs`` column the groups come from.
+    skipped : dict
+        ``group label -> reason`` for every group that has no map (too few
+        source or target cells).
+    """
+
+    def __init__(self, maps, groupby, skipped):
+        self._maps = dict(maps)
+        self.groupby = groupby
+        self.skipped = dict(skipped)
+
+    def __getitem__(self, group):
+        return self._maps[group]
+
+    def __iter__(self):
+        return iter(self._maps)
+
+    def __len__(self):
+        return len(self._maps)
+
+    def __repr__(self):
+        return (
+            f"GroupedMaps(groupby={self.groupby!r}, groups={list(self._maps)}, "
+            f"skipped={list(self.skipped)})"
+        )
+
+
+def _check_min_cells(min_cells):
+    if (
+        isinstance(min_cells, bool)
+        or not isinstance(min_cells, numbers.Integral)
+        or min_cells < 1
+    ):
+        raise ValueError(f"min_cells must be a positive integer, got {min_cells!r}.")
+    return int(min_cells)
+
+
+def _population_labels(estimator, source, target, y, missing):
+    """The source and target labels a clone of ``estimator`` will resolve."""
+    params = estimator.get_params(deep=False)
+    src = params.get("source") if source is None else source
+    tgt = params.get("target") if target is None else target
+    if src is None and tgt is None:
+        present = set(np.unique(y[~missing]).tolist())
+        if not present <= {0, 1}:
+            raise ValueError(
+                f"The labels {sorted(map(str, present))} are not 0/1: pass "
+                "source= and target= (the labels of the two populations)."
+            )
+        src, tgt = 0, 1
+    return src, tgt
+
+
 def fit_map(
     adata,
     estimator,
@@ -104,6 +184,8 @@ def fit_map(
     target=None,
     layer=None,
     genes=None,
+    groupby=None,
+    min_cells=15,
 ):
     """Fit a clone of ``estimator`` on the source and target cells of ``adata``.
 
@@ -121,6 +203,13 @@ def fit_map(
     select the columns. Calling ``transform`` directly on a plain array then
     gives scikit-learn's usual "X does not have valid feature names" warning.
 
+    With ``groupby``, one clone is fitted per group of ``adata.obs[groupby]``
+    (e.g. per cell type) on that group's source and target cells only: a
+    conditional map, which cannot send the cells of one type onto another
+    type. Groups with fewer than ``min_cells`` source or target cells are
+    not fitted; they are listed in the result's ``skipped`` and in a
+    ``UserWarning``.
+
     Parameters
     ----------
     adata : anndata.AnnData
@@ -137,12 +226,29 @@ def fit_map(
         Use ``adata.layers[layer]`` instead of ``adata.X``.
     genes : list of str or boolean mask of shape (n_vars,), default=None
         Genes to fit on (all when None).
+    groupby : str, default=None
+        Column of ``adata.obs`` with the groups to fit one map each.
+    min_cells : int, default=15
+        With ``groupby``: the fewest source and the fewest target cells a
+        group needs to be fitted.
 
     Returns
     -------
-    estimator : fitted clone of ``estimator``
+    estimator : fitted clone of ``estimator``, or GroupedMaps
+        A :class:`GroupedMaps` (group label -> fitted clone) with
+        ``groupby``.
+
+    Raises
+    ------
+    ValueError
+        With ``groupby``, when no group has ``min_cells`` cells of both
+        populations.
     """
     _require_anndata(adata)
+    if groupby is not None:
+        return _fit_per_group(
+            adata, estimator, key, source, target, layer, genes, groupby, min_cells
+        )
     y, missing = _labels(adata, key)
     positions = _gene_positions(adata, genes)
     X = _columns(_matrix(adata, layer), positions, adata.n_vars)
@@ -164,10 +270,55 @@ def fit_map(
     return fitted
 
 
+def _fit_per_group(
+    adata, estimator, key, source, target, layer, genes, groupby, min_cells
+):
+    min_cells = _check_min_cells(min_cells)
+    y, missing = _labels(adata, key)
+    group_values, _ = _labels(adata, groupby)
+    labels, codes = encode_groups(group_values, adata.n_obs, name=f"obs[{groupby!r}]")
+    src, tgt = _population_labels(estimator, source, target, y, missing)
+    is_source = ~missing & (y == src)
+    is_target = ~missing & (y == tgt)
+    maps, skipped = {}, {}
+    for g, label in enumerate(labels.tolist()):
+        n_source = int(np.count_nonzero(is_source & (codes == g)))
+        n_target = int(np.count_nonzero(is_target & (codes == g)))
+        if n_source < min_cells or n_target < min_cells:
+            skipped[label] = (
+                f"{n_source} source and {n_target} target cells (min_cells={min_cells})"
+            )
+            continue
+        cells = (codes == g) & (is_source | is_target)
+        maps[label] = fit_map(
+            adata[cells],
+            estimator,
+            key=key,
+            source=source,
+            target=target,
+            layer=layer,
+            genes=genes,
+        )
+    if not maps:
+        raise ValueError(
+            f"No group of obs[{groupby!r}] has min_cells={min_cells} source and "
+            f"target cells: {skipped}. Lower min_cells or fit one pooled map."
+        )
+    if skipped:
+        warnings.warn(
+            f"fit_map: {len(skipped)} group(s) of obs[{groupby!r}] not fitted, "
+            f"too few cells: {skipped}. Their cells are not mapped by predict.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return GroupedMaps(maps, groupby, skipped)
+
+
 def _cell_mask(adata, estimator, key, cells):
     n_obs = adata.n_obs
     if cells is None or np.ndim(cells) == 0:
-        label = getattr(estimator, "source_label_", None) if cells is None else cells
+        final = split_map(estimator)[1]
+        label = getattr(final, "source_label_", None) if cells is None else cells
         if label is None:
             raise ValueError(
                 "cells=None maps the source cells, but the estimator has no "
@@ -190,8 +341,8 @@ def _cell_mask(adata, estimator, key, cells):
 class _BlockWriter:
     """A copy of ``base`` whose ``(rows, cols)`` block is filled chunk by chunk.
 
-    ``add(start, stop, values)`` gives the dense replacement of the rows
-    ``rows[start:stop]``; the chunk is consumed at once, so only one chunk
+    ``add(rows, values)`` gives the dense replacement of the rows ``rows``
+    (a subset of the block's rows); the chunk is consumed at once, so only one chunk
     of mapped cells is ever dense. Dense ``base`` is copied and written into;
     sparse ``base`` keeps its entries outside the block and the non-zeros of
     each chunk, and :meth:`result` assembles them into a CSR matrix.
@@ -217,10 +368,9 @@ class _BlockWriter:
         keep = ~(row_in[coo.row] & col_in[coo.col])
         self.out = ([coo.data[keep]], [coo.row[keep]], [coo.col[keep]])
 
-    def add(self, start, stop, values):
+    def add(self, rows, values):
         if self.out is None:
             self._start(values.dtype)
-        rows = self.rows[start:stop]
         if isinstance(self.out, np.ndarray):
             self.out[np.ix_(rows, self.cols)] = values
             return
@@ -246,6 +396,56 @@ class _BlockWriter:
         )
 
 
+def _map_plan(adata, estimator, mask, groupby):
+    """``(reference map, [(map, rows, codes)], labels, mask)`` of a predict call.
+
+    ``rows`` are the cells each map sends (positions in ``adata``), ``codes``
+    their group (``-1``: none) among ``labels``. A GroupedMaps maps each
+    group's cells with its own map; cells without a map are taken out of
+    ``mask``.
+    """
+    if isinstance(estimator, GroupedMaps):
+        if groupby is None:
+            groupby = estimator.groupby
+        elif groupby != estimator.groupby:
+            raise ValueError(
+                f"These maps were fitted per obs[{estimator.groupby!r}]; "
+                f"groupby={groupby!r} cannot select them."
+            )
+    if groupby is None:
+        rows = np.flatnonzero(mask)
+        return estimator, [(estimator, rows, np.full(rows.size, -1))], None, mask
+    values, _ = _labels(adata, groupby)
+    labels, codes = encode_groups(values, adata.n_obs, name=f"obs[{groupby!r}]")
+    if not isinstance(estimator, GroupedMaps):
+        rows = np.flatnonzero(mask)
+        return estimator, [(estimator, rows, codes[rows])], labels, mask
+    position = {label: g for g, label in enumerate(labels.tolist())}
+    plan = []
+    covered = np.zeros(adata.n_obs, dtype=bool)
+    for label, fitted in estimator.items():
+        g = position.get(label)
+        if g is None:
+            continue
+        rows = np.flatnonzero(mask & (codes == g))
+        if rows.size:
+            plan.append((fitted, rows, np.full(rows.size, g)))
+            covered[rows] = True
+    left = mask & ~covered
+    if left.any():
+        warnings.warn(
+            f"predict: {int(left.sum())} selected cell(s) are in groups of "
+            f"obs[{groupby!r}] without a map (skipped at fit, or no group) and "
+            "are not mapped.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not plan:
+        raise ValueError("No selected cell is in a group that has a map.")
+    reference = next(iter(estimator.values()))
+    return reference, plan, labels, mask & covered
+
+
 def predict(
     adata,
     estimator,
@@ -254,6 +454,7 @@ def predict(
     cells=None,
     layer=None,
     genes=None,
+    groupby=None,
     layer_added="skmonge_mapped",
     obsm_key=None,
     key_added="skmonge",
@@ -265,9 +466,13 @@ def predict(
 
     The selected cells ``x`` are replaced by their images :math:`T(x)` and
     the displacement :math:`Δ = T(x) - x` is summarised per gene with
-    :func:`skmonge.inspection.displacement_report`'s statistics. The cells
-    are mapped ``batch_size`` at a time, so sparse expression is never
-    densified whole. ``adata.X`` (and the input layer) are only read.
+    :func:`skmonge.inspection.displacement_report`'s statistics, over all
+    mapped cells and, with ``groupby``, per group. The cells are mapped
+    ``batch_size`` at a time, so sparse expression is never densified whole.
+    ``adata.X`` (and the input layer) are only read. For a ``Pipeline``
+    ending in a map, :math:`T(x)` and :math:`Δ` are in the input genes
+    (:func:`skmonge._pipeline.map_and_displace`), or a ``ValueError`` names
+    the step that cannot be inverted.
 
     Written to ``adata``:
 
@@ -288,17 +493,35 @@ def predict(
       :math:`\frac1n\#\{i : |Δ_{ig}| > \text{atol}\}` over the ``n`` mapped
       cells; NaN for genes the map does not use.
     - ``adata.obs[f"{key_added}_mapped"]``: boolean, the mapped cells.
+    - with ``groupby``, ``adata.uns[key_added]``, laid out like
+      ``sc.tl.rank_genes_groups``' result: ``"params"`` (a dict:
+      ``groupby``, ``key``, ``source``, ``target``, ``layer``, ``atol``,
+      ``per_group_maps``), ``"n_cells"`` (a dict: mapped cells per group),
+      and the record arrays ``"names"``, ``"mean_abs_displacement"``,
+      ``"mean_displacement"``, ``"fraction_moved"`` and
+      ``"observed_difference"``, of shape ``(n_genes_of_the_map,)`` with one
+      field per group (its label as a string). Field ``g`` of ``"names"``
+      lists the genes by decreasing mean :math:`|Δ|` over the mapped cells
+      of group ``g``, and the other arrays give the statistics of those
+      genes in that order; ``observed_difference`` is the mean of the
+      group's target cells minus that of its source cells (all cells of
+      ``adata`` with these labels in ``obs[key]``; NaN when the group lacks
+      one population). Groups without mapped cells are left out.
+      :func:`get_group_report` returns it as a tidy table.
 
     Parameters
     ----------
     adata : anndata.AnnData
-    estimator : fitted map estimator
-        E.g. the result of :func:`fit_map`. When it has ``feature_names_in_``
-        its genes are looked up by name in ``adata.var_names`` (so ``adata``
-        may hold more genes, in another order).
+    estimator : fitted map estimator, or GroupedMaps
+        E.g. the result of :func:`fit_map` (with or without ``groupby``).
+        When it has ``feature_names_in_`` its genes are looked up by name in
+        ``adata.var_names`` (so ``adata`` may hold more genes, in another
+        order). A :class:`GroupedMaps` maps each group's cells with that
+        group's map; cells of groups without a map are not mapped (a
+        ``UserWarning`` says how many).
     key : str, default="condition"
         Column of ``adata.obs`` with the populations (used when ``cells`` is
-        a label or None).
+        a label or None, and for ``observed_difference``).
     cells : label or boolean mask of shape (n_obs,), default=None
         Cells to map: those whose ``adata.obs[key]`` equals the label, or the
         mask. ``None`` maps the estimator's source cells
@@ -308,12 +531,16 @@ def predict(
     genes : list of str or boolean mask, default=None
         Genes the map was fitted on, for an estimator without
         ``feature_names_in_``; all genes when None.
+    groupby : str, default=None
+        Column of ``adata.obs`` to summarise per group (for a GroupedMaps,
+        its own ``groupby`` by default).
     layer_added : str or None, default="skmonge_mapped"
         Layer to write; None writes no layer.
     obsm_key : str, default=None
         Write the mapped cells to ``adata.obsm[obsm_key]`` instead of a layer.
     key_added : str, default="skmonge"
-        Prefix of the ``var`` and ``obs`` columns written.
+        Prefix of the ``var`` and ``obs`` columns written, and the ``uns``
+        key of the per-group report.
     atol : float, default=1e-8
         Threshold of ``frac_moved``.
     batch_size : int, default=None
@@ -325,30 +552,43 @@ def predict(
     -------
     adata : anndata.AnnData or None
         The modified copy when ``copy=True``, else None.
+
+    Examples
+    --------
+    >>> sc.predict(adata, sc.fit_map(adata, EntropicSparseMap()),
+    ...            groupby="cell_type")                      # doctest: +SKIP
+    >>> get_group_report(adata, group="B").head()            # doctest: +SKIP
     """
     _require_anndata(adata)
-    check_is_fitted(estimator)
+    grouped = isinstance(estimator, GroupedMaps)
+    for fitted in estimator.values() if grouped else (estimator,):
+        check_is_fitted(fitted)
     atol = _check_atol(atol)
     if copy:
         adata = adata.copy()
-    names = getattr(estimator, "feature_names_in_", None)
+    first = next(iter(estimator.values())) if grouped else estimator
+    names = getattr(first, "feature_names_in_", None)
     if names is not None and genes is None:
         genes = list(names)
     cols = _gene_positions(adata, genes)
-    mask = _cell_mask(adata, estimator, key, cells)
-    rows = np.flatnonzero(mask)
+    mask = _cell_mask(adata, first, key, cells)
+    if grouped and groupby is None:
+        groupby = estimator.groupby
+    reference, plan, labels, mask = _map_plan(adata, estimator, mask, groupby)
     X = _matrix(adata, layer)
-    selected = _columns(X[rows], cols, adata.n_vars)
 
     if obsm_key is not None:
         writer = _BlockWriter(
-            _columns(X, cols, adata.n_vars), rows, np.arange(cols.size)
+            _columns(X, cols, adata.n_vars), np.flatnonzero(mask), np.arange(cols.size)
         )
     elif layer_added is not None:
-        writer = _BlockWriter(X, rows, cols)
+        writer = _BlockWriter(X, np.flatnonzero(mask), cols)
     else:
         writer = None
-    stats = _DisplacementStats(cols.size, atol)
+    pooled = _DisplacementStats(cols.size, atol)
+    per_group = (
+        None if labels is None else _DisplacementStats(cols.size, atol, labels.size)
+    )
     with warnings.catch_warnings():
         # The columns were matched to feature_names_in_ by name above; the
         # chunks are plain arrays, which sklearn would warn about.
@@ -357,18 +597,23 @@ def predict(
             message="X does not have valid feature names",
             category=UserWarning,
         )
-        for start, stop, chunk, mapped in _map_in_chunks(
-            estimator, selected, batch_size
-        ):
-            stats.update(mapped - chunk)
-            if writer is not None:
-                writer.add(start, stop, mapped)
+        for fitted, rows, codes in plan:
+            selected = _columns(X[rows], cols, adata.n_vars)
+            for start, stop, mapped, delta in _map_in_chunks(
+                fitted, selected, batch_size
+            ):
+                pooled.update(delta)
+                if per_group is not None:
+                    in_group = codes[start:stop] >= 0
+                    per_group.update(delta[in_group], codes[start:stop][in_group])
+                if writer is not None:
+                    writer.add(rows[start:stop], mapped)
     if obsm_key is not None:
         adata.obsm[obsm_key] = writer.result()
     elif layer_added is not None:
         adata.layers[layer_added] = writer.result()
 
-    columns = stats.columns()
+    columns = pooled.columns()
     for suffix, name in (
         ("mean_abs_disp", "mean_abs_displacement"),
         ("mean_disp", "mean_displacement"),
@@ -378,4 +623,124 @@ def predict(
         values[cols] = columns[name]
         adata.var[f"{key_added}_{suffix}"] = values
     adata.obs[f"{key_added}_mapped"] = mask
+    if per_group is not None:
+        params = {"groupby": groupby, "key": key, "layer": layer, "atol": atol}
+        adata.uns[key_added] = _group_uns(
+            adata, reference, per_group, labels, cols, X, params, grouped
+        )
     return adata if copy else None
+
+
+_REPORT_FIELDS = (
+    "mean_abs_displacement",
+    "mean_displacement",
+    "fraction_moved",
+    "observed_difference",
+)
+
+
+def _group_uns(adata, reference, stats, labels, cols, X, params, grouped):
+    """The ``rank_genes_groups``-like dict of per-group statistics."""
+    key, groupby = params["key"], params["groupby"]
+    mean, mean_abs, fraction, counts = stats.means()
+    y, missing = _labels(adata, key)
+    _, final = split_map(reference)
+    source, target = final.source_label_, final.target_label_
+    values, _ = _labels(adata, groupby)
+    _, codes = encode_groups(values, adata.n_obs, name=f"obs[{groupby!r}]")
+    observed = observed_group_shift(
+        _columns(X, cols, adata.n_vars),
+        ~missing & (y == source),
+        ~missing & (y == target),
+        codes,
+        labels.size,
+    )[0]
+    gene_names = np.asarray(adata.var_names[cols], dtype=object)
+    kept = np.flatnonzero(counts > 0)
+    fields = [str(labels[g]) for g in kept]
+    orders = [np.argsort(-mean_abs[g], kind="stable") for g in kept]
+    by_field = {
+        "mean_abs_displacement": mean_abs,
+        "mean_displacement": mean,
+        "fraction_moved": fraction,
+        "observed_difference": observed,
+    }
+    uns = {
+        "params": {
+            "groupby": groupby,
+            "key": key,
+            "source": str(source),
+            "target": str(target),
+            "layer": "X" if params["layer"] is None else params["layer"],
+            "atol": params["atol"],
+            "per_group_maps": grouped,
+        },
+        "n_cells": {
+            field: int(counts[g]) for field, g in zip(fields, kept, strict=True)
+        },
+        "names": np.rec.fromarrays(
+            [gene_names[order].astype(str) for order in orders], names=fields
+        ),
+    }
+    for name in _REPORT_FIELDS:
+        uns[name] = np.rec.fromarrays(
+            [by_field[name][g][order] for g, order in zip(kept, orders, strict=True)],
+            names=fields,
+        )
+    return uns
+
+
+def get_group_report(adata, group=None, *, key="skmonge"):
+    """The per-group report of :func:`predict` as a tidy DataFrame.
+
+    Like ``sc.get.rank_genes_groups_df``: one row per (group, gene), genes of
+    each group by decreasing mean :math:`|Δ|`.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        After ``predict(adata, ..., groupby=...)``.
+    group : str or list of str, default=None
+        Group(s) to return; all when None.
+    key : str, default="skmonge"
+        The ``key_added`` of that ``predict`` call.
+
+    Returns
+    -------
+    report : pandas.DataFrame
+        Indexed by ``("group", "feature")``, columns ``n_cells``,
+        ``mean_abs_displacement``, ``mean_displacement``,
+        ``fraction_moved``, ``observed_difference``: the layout of
+        :func:`skmonge.inspection.displacement_report` with ``groups``.
+    """
+    _require_anndata(adata)
+    pd = _pandas()
+    uns = adata.uns.get(key)
+    if not isinstance(uns, Mapping) or "names" not in uns:
+        raise ValueError(
+            f"adata.uns[{key!r}] holds no per-group report; run "
+            f"skmonge.sc.predict(adata, estimator, groupby=..., key_added={key!r})."
+        )
+    fields = list(uns["names"].dtype.names)
+    if group is not None:
+        wanted = [group] if isinstance(group, str) else list(group)
+        unknown = [g for g in wanted if g not in fields]
+        if unknown:
+            raise ValueError(f"No group {unknown} in the report (groups: {fields}).")
+        fields = [str(g) for g in wanted]
+
+    def table(name, dtype=np.float64):
+        return np.stack([np.asarray(uns[name][f], dtype=dtype) for f in fields])
+
+    # the stored order is already by decreasing mean |Δ|: the stable sort of
+    # _group_table keeps it, ties included
+    return _group_table(
+        pd,
+        np.asarray(fields, dtype=object),
+        table("names", object),
+        table("mean_displacement"),
+        table("mean_abs_displacement"),
+        table("fraction_moved"),
+        np.asarray([int(uns["n_cells"][f]) for f in fields], dtype=np.int64),
+        table("observed_difference"),
+    )

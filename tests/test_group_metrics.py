@@ -332,3 +332,13 @@ def test_bad_input_raises_clear_value_errors(cells, table_map):
         group_topk_overlap(StandardScaler().fit(X), X, y, groups, **kw)
     with pytest.raises(NotFittedError):
         group_topk_overlap(EntropicSparseMap(), X, y, groups, **kw)
+
+
+def test_group_overlap_feature_names():
+    X, y, groups = _cells()
+    est = EntropicSparseMap(gamma=0.5).fit(X, y)
+    names = [f"gene{i}" for i in range(X.shape[1])]
+    table = group_topk_overlap(est, X, y, groups, k=3, feature_names=names)
+    assert all(g.startswith("gene") for genes in table["map_genes"] for g in genes)
+    with pytest.raises(ValueError, match="feature_names must hold"):
+        group_topk_overlap(est, X, y, groups, k=3, feature_names=names[:-1])

@@ -37,11 +37,17 @@ def test_demo_prints_table_and_writes_figure(tmp_path, capsys):
     grid = (("sqeuclidean", None), ("elastic_l1", 1.0), ("elastic_stvs", 1.0))
     output = tmp_path / "demo.png"
     start = time.perf_counter()
-    rows = run_demo(output=str(output), grid=grid, verbose=False)
+    rows, table = run_demo(output=str(output), grid=grid, verbose=False)
     assert time.perf_counter() - start < 120
     printed = capsys.readouterr().out
     assert "elastic_stvs" in printed and "ISG15" in printed
     assert output.stat().st_size > 10_000
+    assert (tmp_path / "demo_celltypes.png").stat().st_size > 10_000
+    # the per-type table: gene names, and the default ε beats the paper's
+    # (measured, seed 0: 13.75 vs 12.25 mean overlap over 4 types)
+    assert "Per cell type" in printed and "CD4T" in table.index
+    assert table["overlap"].mean() > table["overlap_paper_eps"].mean()
+    assert "ISG15" in set().union(*table["map_genes"])
     dense, l1, stvs = rows
     # the l2 map moves nearly every (cell, gene); the elastic ones a small part
     assert dense["nonzero"] > 0.9
