@@ -1012,8 +1012,8 @@ def _solve_impl(
         progress.n = n_iter
         progress.set_postfix_str(f"marginal error {err:.2e}")
         progress.close()
-    # potentials of the last stage run (the target ε unless max_iter ran out
-    # earlier, which is then reported as not converged)
+    # potentials of the last stage, always the target ε (intermediate stages
+    # stop at half of the remaining budget)
     f, g = st.potentials(eps_k)
     converged = bool(valid and plain_last and err <= tol and eps_k == epsilon)
     return f, g, n_iter, converged, float(err), n_abs
