@@ -110,10 +110,10 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None):
     Returns
     -------
     epsilon : float
-        Positive; ``nan`` is never returned.
+        Positive, rounded to 3 significant digits; ``nan`` is never returned.
     result : SinkhornResult
         The loose solve at (the bracket end nearest to) ``epsilon``: its
-        potentials warm-start the final solve.
+        potentials can warm-start a solve at ``epsilon``.
 
     Raises
     ------
@@ -169,10 +169,10 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None):
             # Ties (e.g. repeated all-zero cells) put a floor under the
             # perplexity: a smaller ε would not sharpen the plan, only slow
             # Sinkhorn down. Keep the ε where the plateau starts.
-            return eps, res
+            return _rounded(eps), res
         eps, res, value = eps_next, res_next, value_next
     else:
-        return eps, res
+        return _rounded(eps), res
     # bracket: log ε in [lo, hi] with perplexity(lo) <= target < perplexity(hi)
     if factor < 1:
         lo, hi = (eps_next, res_next, value_next), (eps, res, value)
@@ -192,4 +192,16 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None):
     w = (math.log(target) - math.log(lo[2])) / span if span > 0 else 0.5
     w = min(max(w, 0.0), 1.0)
     eps = math.exp((1.0 - w) * math.log(lo[0]) + w * math.log(hi[0]))
-    return eps, (lo if w < 0.5 else hi)[1]
+    return _rounded(eps), (lo if w < 0.5 else hi)[1]
+
+
+def _rounded(eps):
+    """ε to 3 significant digits.
+
+    The loose search solves stop at an iteration that rounding-level changes
+    of ``C`` (sparse against dense kernels, another thread count) can move by
+    one, which moves the interpolated ε in its 8th digit. Rounding makes the
+    fitted map reproducible across those; the perplexity is only needed to a
+    few percent.
+    """
+    return float(f"{eps:.3g}")

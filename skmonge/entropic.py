@@ -206,15 +206,9 @@ class EntropicSparseMap(BaseMonge):
         X_source = cost.prepare_cloud(X_source)
         X_target = cost.prepare_cloud(X_target)
         C = self._fit_cost_matrix(cost, X_source, X_target)
-        epsilon, warm = self._resolve_epsilon(C)
+        epsilon = self._resolve_epsilon(C)
         result = sinkhorn(
-            C,
-            epsilon,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            f_init=None if warm is None else warm.f,
-            g_init=None if warm is None else warm.g,
-            verbose=self.verbose,
+            C, epsilon, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
         )
         self.cost_ = cost
         self.epsilon_ = epsilon
@@ -227,13 +221,15 @@ class EntropicSparseMap(BaseMonge):
         return self
 
     def _resolve_epsilon(self, C):
-        """ε of the fit and, for the perplexity rule, the search's last solve.
+        """ε of the fit: absolute, relative to mean(C), or the perplexity rule.
 
-        The search solves are warm starts for the final solve, which then
-        skips the ε schedule (it starts next to the answer already).
+        The final solve does not warm-start from the perplexity search: its
+        loose solves may stop one iteration apart for costs equal up to
+        rounding (sparse against dense kernels), and the fit would then
+        depend on that to the tolerance.
         """
         if self.epsilon is not None:
-            return float(self.epsilon), None
+            return float(self.epsilon)
         if self.relative_epsilon is not None:
             epsilon = float(self.relative_epsilon * C.mean(dtype=np.float64))
             if not epsilon > 0:
@@ -241,8 +237,8 @@ class EntropicSparseMap(BaseMonge):
                     "The mean cost between source and target is 0 (identical "
                     "constant samples?); pass an absolute epsilon."
                 )
-            return epsilon, None
-        return perplexity_epsilon(C, self.perplexity)
+            return epsilon
+        return perplexity_epsilon(C, self.perplexity)[0]
 
     # --------------------------------------------------------------- maps
     def _chunk_rows(self, n_other, n_features, itemsize):
