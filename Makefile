@@ -28,15 +28,16 @@ test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: venv
-	$(BIN)/ruff check skmonge tests benchmarks
+	$(BIN)/ruff check skmonge tests benchmarks doc
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
 
-# make docs -- the Sphinx documentation into doc/_build/html, warnings as errors
-# (the example scripts in doc/examples are included as source, not run)
+# make docs -- the Sphinx documentation into doc/_build/html, warnings as errors;
+# sphinx-gallery runs the scripts in doc/examples (the slow ones in their quick
+# setting) and generates their pages under doc/auto_examples
 .PHONY: docs
-$(VENV)/.docs-installed: $(BIN)/activate setup.cfg pyproject.toml
+$(VENV)/.docs-installed: $(VENV)/.installed setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[docs]"
 	touch $@
 
