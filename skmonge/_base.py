@@ -43,10 +43,41 @@ def _dense(X):
     return X.toarray() if sp.issparse(X) else X
 
 
+def check_finite_rows(out, why):
+    """Raise a ``ValueError`` naming the rows of a map's output that are not finite.
+
+    ``why`` completes the sentence "... map to non-finite values: <why>" with
+    what the estimator knows about the cause (for instance how far the rows
+    lie from the training data). A map never returns NaN rows silently.
+    """
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} row(s) of X (first: row {int(np.flatnonzero(bad)[0])}) "
+            f"map to non-finite values: {why} Give X in the units and range of "
+            "the training data."
+        )
+
+
 _CV_HINT = (
     "In cross-validation, split with StratifiedKFold(shuffle=True) so that "
     "every fold holds both populations."
 )
+
+
+def _labels_present(y):
+    """The distinct labels of ``y``, sorted when they are mutually comparable.
+
+    ``np.unique`` sorts, which fails on an object array mixing types (ints and
+    strings, or ``None`` beside strings); such labels are legal (rows with
+    other labels are ignored), so they are then listed in order of first
+    appearance instead.
+    """
+    y = np.asarray(y)
+    try:
+        return np.unique(y)
+    except TypeError:
+        return np.array(list(dict.fromkeys(y.tolist())), dtype=object)
 
 
 def resolve_labels(y, source, target):
@@ -56,7 +87,7 @@ def resolve_labels(y, source, target):
     exactly ``{0, 1}`` or ``{False, True}`` (0/False is the source). Labels
     that are not in ``y`` raise a ``ValueError`` naming them.
     """
-    present = np.unique(y)
+    present = _labels_present(y)
     present_set = set(present.tolist())
     if source is None and target is None:
         if present_set == {0, 1} and all(

@@ -29,7 +29,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .sinkhorn import _fexp, _row_max_logit, _row_spread, sinkhorn
+from .sinkhorn import (
+    _exact_row_weights,
+    _fexp,
+    _row_max_logit,
+    _row_spread,
+    sinkhorn,
+)
 
 __all__ = ["perplexity_epsilon", "plan_perplexity"]
 
@@ -59,6 +65,15 @@ def _row_entropy(C, beta, inv_eps, out):
             e = _fexp(z)
             total += e
             weighted += e * z
+        if not total >= 0.5:  # the largest term is 1 up to rounding
+            buf = np.empty(m)
+            mx = _exact_row_weights(C, beta, inv_eps, i, buf)
+            total = 0.0
+            weighted = 0.0
+            for j in range(m):
+                if buf[j] > 0.0:
+                    total += buf[j]
+                    weighted += buf[j] * math.log(buf[j])
         out[i] = math.log(total) - weighted / total
 
 

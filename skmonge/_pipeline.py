@@ -23,6 +23,9 @@ three clouds it compares.
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -87,6 +90,30 @@ def map_and_displace(estimator, X):
         When a preprocessing step has no ``inverse_transform``, or the map
         does not keep the feature space.
     """
+    with _positional_features():
+        return _map_and_displace(estimator, X)
+
+
+@contextmanager
+def _positional_features():
+    """Silence sklearn's "X does not have valid feature names" for our helpers.
+
+    The reports take rows whose columns are the fitted features in order (an
+    ``adata.X`` beside a map fitted on ``adata.to_df()`` by
+    :func:`skmonge.sc.fit_map`); feature names are taken from the estimator,
+    so sklearn's warning about the plain array would be noise about the
+    package's own call.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="X does not have valid feature names",
+            category=UserWarning,
+        )
+        yield
+
+
+def _map_and_displace(estimator, X):
     pre, final = split_map(estimator)
     if pre is None:
         mapped = np.asarray(_dense(estimator.transform(X)))

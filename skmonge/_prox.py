@@ -329,7 +329,11 @@ def _sweep(a, b0, b1, nu, gamma, k, t_lo, t_hi, n_sat, n_int, s_int):
         else:
             n_int -= 1.0
             n_sat += 1.0
-        s_int += w
+        # The running sum loses ~1e-16 of the largest coordinate at each
+        # removal; what is left may be a coordinate many orders smaller
+        # (1e-68 beside 570), whose sum must not turn negative: f would then
+        # decrease and the sweep step past the root.
+        s_int = max(s_int + w, 0.0) if n_int > 0.0 else 0.0
     # the running sum lost accuracy to cancellations: recount the final
     # piece (t, t_end) exactly at an interior point
     tm = 0.5 * (t + t_end) if t_end < np.inf else 2.0 * t + 1.0
@@ -512,8 +516,18 @@ def _solve_t(a, b0, b1, nnz, gamma, k, method):
                 t_hi = t
                 f_hi = f
                 tn = lbp
+        elif s_l > 0.0:
+            # f(t) == k in floating point, but right of the root f can stay
+            # at k to rounding when the interior sum is tiny next to the
+            # saturated count (7 + 1e-68 t == 7): the root is the left
+            # piece's, else further left.
+            tn = (k - p_l + gamma * i_l) / s_l
+            if tn >= lbp:
+                return min(tn, t)
+            t_hi = lbp
+            f_hi = p_l + lbp * s_l - gamma * i_l
         else:
-            return t
+            return t  # f is constant at k left of t: no interior coordinate
         if nu <= _SWEEP_MIN:
             break
         # γ = 0 (norms): f is concave, Newton from the left is monotone and

@@ -156,7 +156,17 @@ class TranslationInvariantCost:
         ``Y`` may be sparse, as in :meth:`cost_matrix`.
         """
         X, Y, dtype = _dense_rows_and_cloud(X, Y)
-        P = np.ascontiguousarray(P, dtype=dtype)
+        P = as_float_2d(P, "P", dtype)
+        if X.shape[1] != Y.shape[1]:
+            raise ValueError(
+                f"X and Y must have the same number of features, got {X.shape[1]} "
+                f"and {Y.shape[1]}."
+            )
+        if P.shape != (X.shape[0], Y.shape[0]):
+            raise ValueError(
+                f"P must have shape (rows of X, rows of Y) = "
+                f"{(X.shape[0], Y.shape[0])}, got {P.shape}."
+            )
         # (Y^T P^T)^T is P Y without densifying a sparse Y
         G = X * P.sum(axis=1, dtype=dtype)[:, None] - np.asarray((Y.T @ P.T).T)
         if not self.is_quadratic:

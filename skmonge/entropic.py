@@ -33,6 +33,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from ._arrays import all_finite
 from ._base import BaseMonge, dense_rows
 from ._epsilon import perplexity_epsilon
 from .costs import TranslationInvariantCost, make_cost
@@ -43,6 +44,44 @@ __all__ = ["EntropicSparseMap"]
 # Bound on the temporaries of one map-evaluation chunk: the chunk's n_c x m
 # cost/weight matrices plus its n_c x d gradient and output.
 _CHUNK_BYTES = 64 * 2**20
+
+
+# |x| beyond which ½‖x - y‖² overflows float64 (1e308), and below which the
+# squared part of every cost underflows to 0 (1e-308)
+_MAX_SCALE = 1e150
+_MIN_SCALE = 1e-150
+
+
+def _max_abs(Z):
+    """Largest |entry| of an ndarray or CSR matrix (0 for an empty one)."""
+    values = Z.data if sp.issparse(Z) else Z
+    if values.size == 0:
+        return 0.0
+    return float(max(values.max(), -values.min()))
+
+
+def _check_data_scale(X_source, X_target):
+    """Refuse data whose squared differences over- or underflow float64."""
+    scale = max(_max_abs(X_source), _max_abs(X_target))
+    if scale > _MAX_SCALE or 0 < scale < _MIN_SCALE:
+        raise ValueError(
+            f"X has entries of magnitude up to {scale:.3g}: squared differences "
+            f"of such numbers {'overflow' if scale > 1 else 'underflow'} float64, "
+            "so the cost cannot be computed. Rescale the data (for instance "
+            "with sklearn.preprocessing.StandardScaler) to magnitudes between "
+            f"{_MIN_SCALE:.0e} and {_MAX_SCALE:.0e}."
+        )
+
+
+def _check_costs_finite(C, between):
+    """A clear error when the costs between two clouds overflowed to inf."""
+    if not all_finite(C):
+        raise ValueError(
+            f"The costs between the {between} overflow {C.dtype}: the data are "
+            "too large in magnitude for their squared differences. Rescale "
+            "the data (for instance with sklearn.preprocessing.StandardScaler), "
+            "and transform data on the scale the map was fitted on."
+        )
 
 
 class EntropicSparseMap(BaseMonge):
@@ -205,7 +244,9 @@ class EntropicSparseMap(BaseMonge):
         # sparse clouds stay sparse only where the cost's kernels gain from it
         X_source = cost.prepare_cloud(X_source)
         X_target = cost.prepare_cloud(X_target)
+        _check_data_scale(X_source, X_target)
         C = self._fit_cost_matrix(cost, X_source, X_target)
+        _check_costs_finite(C, "source and target rows of X")
         epsilon = self._resolve_epsilon(C)
         result = sinkhorn(
             C, epsilon, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
@@ -295,6 +336,7 @@ class EntropicSparseMap(BaseMonge):
         ):
             rows = dense_rows(X, start, start + step, dtype)
             C = cost.cost_matrix(rows, support)
+            _check_costs_finite(C, "rows of X and the fitted points")
             P, _ = gibbs_weights(C, potential, self.epsilon_)
             grad = cost.grad_h_aggregate(rows, support, P.astype(dtype, copy=False))
             mapped = rows - cost.prox(grad)

@@ -25,6 +25,8 @@ import numbers
 
 import numpy as np
 
+from ._pipeline import map_and_displace
+
 try:
     import matplotlib  # noqa: F401  (fail at import with an actionable message)
 except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
@@ -89,10 +91,13 @@ def _take_rows(X, rows):
 
 
 def _displacement(estimator, X):
-    """``(X, T(X) - X)`` as float64 arrays, with ``T = estimator.transform``."""
-    mapped = _as_matrix(estimator.transform(X), "transform(X)")
-    X = _as_matrix(X)
-    return X, mapped - X
+    """``(X, T(X) - X)`` as float64 arrays, in the input features.
+
+    Through :func:`skmonge._pipeline.map_and_displace`, so that a Pipeline
+    ending in a map is drawn in the features the user passed.
+    """
+    _, delta = map_and_displace(estimator, X)
+    return _as_matrix(X), _as_matrix(delta, "transform(X) - X")
 
 
 def plot_displacements_2d(
@@ -193,7 +198,7 @@ def plot_displacements_2d(
         raise ValueError(f"n_steps must be an integer >= 2, got {n_steps!r}.")
 
     ax = _new_axes(ax)
-    mapped = _as_matrix(estimator.transform(X), "transform(X)")
+    mapped = _as_matrix(map_and_displace(estimator, X)[0], "transform(X)")
     if target.shape[0]:
         ax.scatter(
             target[:, 0],

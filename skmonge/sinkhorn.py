@@ -66,6 +66,8 @@ from numba.extending import intrinsic
 from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
+from ._arrays import as_float_2d, check_real_dense
+
 __all__ = [
     "SinkhornResult",
     "sinkhorn",
@@ -82,6 +84,17 @@ __all__ = [
 _ABSORB_F64 = 1e50
 _ABSORB_F32 = 1e10
 _TINY_F64 = 2.2250738585072014e-308
+# Above this max|C| / ε a cost entry's own rounding error (2.2e-16 |C|)
+# shifts the exponent C / ε by more than 0.2: the entropic plan is not
+# determined by C as stored in float64.
+_MAX_COST_OVER_EPS = 1e15
+# Above this max|C| / ε the potentials f = ε log(...) lose enough digits that
+# the plan rebuilt from them can miss the marginal tolerance; sinkhorn then
+# re-measures the marginal error on the returned potentials.
+_RECHECK_COST_OVER_EPS = 1e8
+# The automatic ε of sinkhorn_divergence is at least the largest cost over
+# this: below it the problem is unregularised OT up to float64 rounding.
+_AUTO_EPS_RANGE = 1e6
 _TINY_F32 = 1.1754943508222875e-38
 _COL_BLOCK = 512
 # Below this many kernel entries one iteration takes microseconds and waking
@@ -172,22 +185,6 @@ def _relaxed(u, target, omega):
 # numba kernels (all inputs validated finite by the Python wrappers, hence
 # fastmath; sentinels are finite numbers, never inf)
 # --------------------------------------------------------------------------
-@njit(parallel=True, cache=True, error_model="numpy")
-def _all_finite(C):
-    """``True`` when every entry of the 2-d array ``C`` is finite."""
-    n = C.shape[0]
-    bad = 0
-    for i in prange(n):
-        row_bad = 0
-        for j in range(C.shape[1]):
-            x = C[i, j]
-            # x - x is NaN for inf and NaN, 0 otherwise.
-            if (x - x) != 0:
-                row_bad += 1
-        bad += row_bad
-    return bad == 0
-
-
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 def _col_max_transform(C, alpha, inv_eps, beta):
     r"""Hard ("max") :math:`c`-transform on columns.
@@ -219,6 +216,29 @@ def _row_max_logit(C, beta, inv_eps, i):
     return mx
 
 
+@njit(fastmath=True, cache=True)
+def _exact_row_weights(C, beta, inv_eps, i, buf):
+    r"""Max-shifted weights :math:`e^{z_j - \max_k z_k}`, :math:`z_j = β_j - C_{ij}/ε`.
+
+    Written to ``buf``; returns :math:`\max_k z_k`. The fallback of the fused
+    row kernels below, which compute :math:`z_j` twice (once for the max, once
+    for the exponent): under fastmath the two may round differently, and
+    when :math:`|z| \gtrsim 10^{18}` the difference exceeds the exponent range,
+    so that every weight of the row underflows and the row sum is 0 (NaN
+    weights, an infinite scaling). Here each :math:`z_j` is computed once and
+    stored, so the largest weight is exactly 1.
+    """
+    m = C.shape[1]
+    for j in range(m):
+        buf[j] = beta[j] - C[i, j] * inv_eps
+    mx = buf[0]
+    for j in range(1, m):
+        mx = max(mx, buf[j])
+    for j in range(m):
+        buf[j] = _fexp(buf[j] - mx)
+    return mx
+
+
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
 def _build_kernel(C, beta, inv_eps, tiny, K, alpha):
     r"""Row-normalised Gibbs kernel (one ``exp`` pass).
@@ -231,9 +251,16 @@ def _build_kernel(C, beta, inv_eps, tiny, K, alpha):
     n, m = C.shape
     for i in prange(n):
         mx = _row_max_logit(C, beta, inv_eps, i)
+        top = 0.0
         for j in range(m):
             val = _fexp(beta[j] - C[i, j] * inv_eps - mx)
             K[i, j] = val if val >= tiny else 0.0
+            top = max(top, val)
+        if not top >= 0.5:  # the largest entry is 1 up to rounding
+            buf = np.empty(m)
+            mx = _exact_row_weights(C, beta, inv_eps, i, buf)
+            for j in range(m):
+                K[i, j] = buf[j] if buf[j] >= tiny else 0.0
         alpha[i] = -mx
 
 
@@ -503,6 +530,10 @@ def _row_lse(C, beta, inv_eps, out):
         s = 0.0
         for j in range(m):
             s += _fexp(beta[j] - C[i, j] * inv_eps - mx)
+        if not s >= 0.5:  # the largest term is 1 up to rounding
+            buf = np.empty(m)
+            mx = _exact_row_weights(C, beta, inv_eps, i, buf)
+            s = buf.sum()
         out[i] = mx + math.log(s)
 
 
@@ -521,10 +552,31 @@ def _row_softmax(C, beta, inv_eps, P, out):
             e = _fexp(beta[j] - C[i, j] * inv_eps - mx)
             P[i, j] = e
             s += e
+        if not s >= 0.5:  # the largest term is 1 up to rounding
+            buf = np.empty(m)
+            mx = _exact_row_weights(C, beta, inv_eps, i, buf)
+            s = 0.0
+            for j in range(m):
+                P[i, j] = buf[j]
+                s += buf[j]
         inv_s = 1.0 / s
         for j in range(m):
             P[i, j] = P[i, j] * inv_s
         out[i] = mx + math.log(s)
+
+
+@njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
+def _plan_row_error(C, alpha, beta, inv_eps, a):
+    r""":math:`\sum_i |\sum_j \exp(α_i + β_j - C_{ij}/ε) - a_i|` without storing P."""
+    n, m = C.shape
+    err = np.empty(n)
+    for i in prange(n):
+        ai = alpha[i]
+        s = 0.0
+        for j in range(m):
+            s += _fexp(ai + beta[j] - C[i, j] * inv_eps)
+        err[i] = abs(s - a[i])
+    return err.sum()
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
@@ -541,17 +593,10 @@ def _plan_kernel(C, alpha, beta, inv_eps, P):
 # Validation helpers
 # --------------------------------------------------------------------------
 def _check_cost(C, name="C"):
-    C = np.asarray(C)
+    C = check_real_dense(C, name)
     if C.ndim != 2 or C.shape[0] < 1 or C.shape[1] < 1:
         raise ValueError(f"{name} must be a non-empty 2-d array, got shape {C.shape}.")
-    if C.dtype not in (np.float32, np.float64):
-        if not (np.issubdtype(C.dtype, np.number) or C.dtype == np.bool_):
-            raise ValueError(f"{name} must be numeric, got dtype {C.dtype}.")
-        C = C.astype(np.float64)
-    C = np.ascontiguousarray(C)
-    if not _all_finite(C):
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    return C
+    return as_float_2d(C, name)
 
 
 def _check_epsilon(epsilon):
@@ -649,6 +694,30 @@ def _kernel_dtype(dtype, C):
 def _safe_log(w):
     with np.errstate(divide="ignore"):
         return np.log(w)
+
+
+def _safe_log_floor(w):
+    """``log w`` with zero weights at a large finite negative value (fastmath-safe)."""
+    return np.maximum(_safe_log(w), -1e300)
+
+
+def _centred_warm_start(f_init, g_init):
+    r"""Warm-start potentials shifted by a constant so that ``g`` is centred.
+
+    The plan depends on :math:`f \oplus g` only, so :math:`(f + c, g - c)` is
+    the same warm start. The kernel is built from ``g`` (``f`` only seeds the
+    first row scaling, which the first iteration recomputes), and a large
+    offset in ``g`` (say :math:`10^{14}`) would cancel catastrophically in
+    :math:`(g_j - C_{ij}) / ε`; so ``g`` is centred on its mean and ``f``
+    takes the offset. ``f`` alone (which seeds ``g`` through a max
+    c-transform) is centred likewise.
+    """
+    if g_init is not None:
+        shift = g_init.mean()
+        return (None if f_init is None else f_init + shift), g_init - shift
+    if f_init is not None:
+        return f_init - f_init.mean(), None
+    return None, None
 
 
 # --------------------------------------------------------------------------
@@ -792,9 +861,11 @@ class _ScalingState:
             _col_max_transform(self.C, log_u_target, self.inv_eps, beta)
         self.beta = beta
         _build_kernel(self.C, self.beta, self.inv_eps, self.tiny, self.K, self.alpha)
-        # Clipped: only an inconsistent (f_init, g_init) pair gets near it,
-        # and the first iteration then recomputes u anyway.
-        self.u = np.exp(np.minimum(log_u_target - self.alpha, 700.0))
+        # Clipped on both sides: only an inconsistent (f_init, g_init) pair or
+        # a column restart gets near the bounds, the next iteration
+        # recomputes u anyway, and u = 0 would give a -inf potential if the
+        # iteration budget ends first.
+        self.u = np.exp(np.clip(log_u_target - self.alpha, -700.0, 700.0))
         self.v[:] = 1.0
         if self.f32:
             self.v32[:] = 1.0
@@ -1166,6 +1237,16 @@ def sinkhorn(
     g_init = _check_potential(g_init, m, "g_init")
     kdtype = _kernel_dtype(dtype, C)
     options = _check_acceleration(epsilon_decay, epsilon_init, relaxation, epsilon)
+    cost_over_eps = max(abs(float(C.max())), abs(float(C.min()))) / epsilon
+    if cost_over_eps > _MAX_COST_OVER_EPS:
+        raise ValueError(
+            f"epsilon={epsilon:.3g} is too small for costs up to "
+            f"{cost_over_eps * epsilon:.3g}: their ratio {cost_over_eps:.2g} "
+            f"exceeds {_MAX_COST_OVER_EPS:.0e}, beyond which float64 cannot "
+            "represent the entropic plan (rounding the costs alone changes "
+            "it). Use a larger epsilon, or rescale the data."
+        )
+    f_init, g_init = _centred_warm_start(f_init, g_init)
 
     rows = np.flatnonzero(a > 0)
     cols = np.flatnonzero(b > 0)
@@ -1205,7 +1286,28 @@ def sinkhorn(
         if zc.size:
             g[zc] = lse_potential(C[np.ix_(rows, zc)].T, f_s, epsilon, a_s)
 
-    if not converged and warn:
+    if converged and cost_over_eps > _RECHECK_COST_OVER_EPS:
+        # The solver's error is measured on its absorbed kernel; the returned
+        # float64 potentials may no longer carry the plan to ``tol``.
+        rebuilt = _plan_row_error(
+            C,
+            f / epsilon + _safe_log_floor(a),
+            g / epsilon + _safe_log_floor(b),
+            1.0 / epsilon,
+            a,
+        )
+        if not rebuilt <= tol:
+            converged, err = False, float(rebuilt)
+            if warn:
+                warnings.warn(
+                    f"Sinkhorn converged, but at epsilon={epsilon:.3g} (largest "
+                    f"cost / epsilon = {cost_over_eps:.2g}) the float64 potentials "
+                    f"carry the plan only to a marginal error of {rebuilt:.3e} > "
+                    f"tol={tol:.1e}. Use a larger epsilon, or rescale the data.",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
+    elif not converged and warn:
         warnings.warn(
             f"Sinkhorn did not converge: marginal error {err:.3e} > tol={tol:.1e} "
             f"after {n_iter} iterations (epsilon={epsilon:.4g}). Increase max_iter, "
@@ -1312,13 +1414,10 @@ def gibbs_weights(C_new, g, epsilon, b=None):
 # Sinkhorn divergence
 # --------------------------------------------------------------------------
 def _check_cloud(Z, name):
-    Z = np.asarray(Z)
+    Z = check_real_dense(Z, name)
     if Z.ndim != 2 or Z.shape[0] < 1:
         raise ValueError(f"{name} must be a non-empty 2-d array, got shape {Z.shape}.")
-    Z = Z.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(Z)):
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    return Z
+    return as_float_2d(Z, name, np.float64)
 
 
 def sinkhorn_divergence(
@@ -1353,7 +1452,10 @@ def sinkhorn_divergence(
     epsilon : float, default=None
         Absolute regularisation; ``None`` means ``relative_epsilon`` times the
         (unweighted) mean of the cost matrix of ``Y`` with itself (the
-        evaluation protocol of Cuturi, Klein & Ablin 2023).
+        evaluation protocol of Cuturi, Klein & Ablin 2023), but at least
+        1e-6 times the largest cost of the three problems (a ``Y`` much more
+        concentrated than its distance to ``X`` would otherwise give an ε
+        too small for float64).
     relative_epsilon : float, default=0.1
         See ``epsilon``.
     cost : TranslationInvariantCost or callable, default=None
@@ -1393,20 +1495,35 @@ def sinkhorn_divergence(
         )
     a = _check_weights(a, X.shape[0], "a")
     b = _check_weights(b, Y.shape[0], "b")
+    C_xy = _check_cost(cost_fn(X, Y), "cost(X, Y)")
+    C_xx = _check_cost(cost_fn(X, X), "cost(X, X)")
     C_yy = _check_cost(cost_fn(Y, Y), "cost(Y, Y)")
+    for name, C, shape in (
+        ("cost(X, Y)", C_xy, (X.shape[0], Y.shape[0])),
+        ("cost(X, X)", C_xx, (X.shape[0],) * 2),
+        ("cost(Y, Y)", C_yy, (Y.shape[0],) * 2),
+    ):
+        if C.shape != shape:
+            raise ValueError(
+                f"{name} must return a matrix of shape {shape} (rows of the "
+                f"first argument x rows of the second), got {C.shape}."
+            )
     if epsilon is None:
         rel = _check_epsilon(relative_epsilon)
         epsilon = rel * float(C_yy.mean(dtype=np.float64))
         if not epsilon > 0:
             # Y is one repeated point: use the cross costs instead.
-            epsilon = rel * float(np.mean(cost_fn(X, Y), dtype=np.float64))
+            epsilon = rel * float(C_xy.mean(dtype=np.float64))
         if not epsilon > 0:
             return 0.0  # both clouds are the same single point
+        # A Y far more concentrated than its distance to X (say Y scaled by
+        # 1e-30) would give an ε at which the cross problem cannot be
+        # represented; the floor keeps every cost below _AUTO_EPS_RANGE ε.
+        largest = max(max(C.max(), -C.min()) for C in (C_xy, C_xx, C_yy))
+        epsilon = max(epsilon, largest / _AUTO_EPS_RANGE)
     epsilon = _check_epsilon(epsilon)
-    ot_xy = sinkhorn(
-        cost_fn(X, Y), epsilon, a, b, tol=tol, max_iter=max_iter, warn=warn
-    ).cost
-    ot_xx = _symmetric_value(cost_fn(X, X), epsilon, a, tol, max_iter, warn)
+    ot_xy = sinkhorn(C_xy, epsilon, a, b, tol=tol, max_iter=max_iter, warn=warn).cost
+    ot_xx = _symmetric_value(C_xx, epsilon, a, tol, max_iter, warn)
     ot_yy = _symmetric_value(C_yy, epsilon, b, tol, max_iter, warn)
     return float(ot_xy - 0.5 * (ot_xx + ot_yy))
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._torch import import_torch, module_state_to_cpu, to_numpy, to_tensor
-from ..neural.icnn import ICNN
+from ..neural.icnn import ICNN, check_hidden_sizes
 
 torch = import_torch()
 nn = torch.nn
@@ -71,7 +71,7 @@ class ConvexCost(nn.Module):
         self.n_features = int(n_features)
         self.alpha = float(alpha)
         self.symmetric = bool(symmetric)
-        hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        hidden_sizes = check_hidden_sizes(hidden_sizes, allow_empty=True)
         self.icnn = (
             ICNN(
                 self.n_features,

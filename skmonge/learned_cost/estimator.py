@@ -33,7 +33,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._base import BaseMonge, _dense, dense_rows
+from .._base import BaseMonge, _dense, check_finite_rows, dense_rows
 from .._torch import (
     import_torch,
     resolve_device,
@@ -50,20 +50,71 @@ _LOSSES = {"pairs", "subsets", "low_rank", "k_directional", "coupling"}
 _BAR_EVERY = 10
 
 
-def _check_sizes(value, name):
-    """A tuple of positive ints from ``value`` (a sequence), or a ValueError."""
-    try:
-        sizes = tuple(value)
-    except TypeError:
-        sizes = None
-    if sizes is None or not all(
-        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
-        for s in sizes
-    ):
+def _data_spread(X_source, X_target):
+    r"""Largest ``|value|`` and RMS source-target distance of two float64 samples.
+
+    The distance is :math:`\sqrt{\operatorname{mean}_{ij}\|x_i - y_j\|^2}
+    = \sqrt{\|m_x - m_y\|^2 + \operatorname{tr}Σ_x + \operatorname{tr}Σ_y}`,
+    the typical size of the arguments ``x - y`` of the cost, computed on the
+    samples divided by their largest absolute value so that it neither
+    overflows nor underflows in float64.
+    """
+    peak = float(max(np.abs(X_source).max(), np.abs(X_target).max()))
+    if not peak > 0:
+        return peak, 0.0
+    a, b = X_source / peak, X_target / peak
+    sq = ((a.mean(0) - b.mean(0)) ** 2).sum() + a.var(0).sum() + b.var(0).sum()
+    return peak, peak * math.sqrt(sq)
+
+
+def _check_data_range(X_source, X_target, dtype):
+    r"""A ValueError, before training, for data the learned cost can't handle.
+
+    The cost :math:`h_θ(x - y)` is not scale-equivariant and is computed in
+    ``dtype``:
+
+    * all source and target rows equal: the cost matrix is 0, so is ε, and
+      there is no transport to learn;
+    * an RMS source-target distance ``s`` below ``10 sqrt(eps)`` of ``dtype``
+      (``1.5e-7`` for float64, ``3.5e-3`` for float32): the cancellation in
+      :math:`\tilde h(z) + \tilde h(-z) - 2\tilde h(0)` leaves a relative
+      error of about ``eps / s**2`` in :math:`h(z) ≈ α\|z\|^2` (1 % at the
+      bound), and below ``sqrt(eps)`` the cost matrix is rounding noise
+      (measured: the map degrades at 1e-8 in float64 and 1e-4 in float32,
+      with non-positive costs or a ``LinAlgError`` further below);
+    * ``s`` or a value above ``max(dtype)**(1/4)`` (``1.2e77`` for float64,
+      ``4.3e9`` for float32): the cost regulariser is the squared cost,
+      of order ``s**4``, and overflows (measured: the loss curve turns
+      infinite just above, and training fails a few decades higher).
+    """
+    info = np.finfo(dtype)
+    name = info.dtype.name
+    if np.all(X_source == X_source[0]) and np.all(X_target == X_source[0]):
         raise ValueError(
-            f"{name} must be a sequence of positive integers, got {value!r}."
+            "All source and target rows of X are the same point: the cost "
+            "between them is 0 and there is no transport to learn."
         )
-    return tuple(int(s) for s in sizes)
+    peak, spread = _data_spread(X_source, X_target)
+    low = 10.0 * math.sqrt(float(info.eps))
+    high = float(info.max) ** 0.25
+    hint = "Rescale X (e.g. multiply it by a constant)" + (
+        " or use dtype='float64'." if name == "float32" else "."
+    )
+    if max(peak, spread) > high:
+        raise ValueError(
+            f"X is too large for LearnedCostMap in {name}: its largest "
+            f"absolute value is {peak:.3g} and the root-mean-square distance "
+            f"between source and target rows is {spread:.3g}, while both must "
+            f"stay below {high:.3g} (the training loss grows like the fourth "
+            f"power of the distances and would overflow {name}). {hint}"
+        )
+    if spread < low:
+        raise ValueError(
+            f"The source and target rows of X are too close together for "
+            f"LearnedCostMap in {name}: their root-mean-square distance is "
+            f"{spread:.3g}, below {low:.3g}, where rounding errors dominate "
+            f"the learned cost. {hint}"
+        )
 
 
 def _check_ids(ids, n_samples, name):
@@ -158,7 +209,8 @@ class LearnedCostMap(BaseMonge):
         ``"k_directional"`` or ``"coupling"`` (see above).
     hidden_sizes : sequence of int, default=(32, 32)
         Hidden widths of the ICNN :math:`\tilde h_θ`. Empty: :math:`h = α\|z\|^2`
-        (only the flows, if any, are learned).
+        (only the flows, if any, are learned). Integers only: floats
+        (``8.7`` and ``8.0`` alike), bools and strings are a ``ValueError``.
     alpha : float, default=0.01
         Weight of the strongly convex term :math:`α\|z\|^2` (> 0).
     symmetric : bool, default=True
@@ -215,7 +267,12 @@ class LearnedCostMap(BaseMonge):
     source, target : label, default=None
         Labels in ``y`` of the source and target rows (see :class:`EntropicSparseMap`).
     dtype : {"float64", "float32"}, default="float64"
-        Precision of the torch computations (float32 is faster on GPUs).
+        Precision of the torch computations (float32 is faster on GPUs). The
+        learned cost is not scale-equivariant: ``fit`` requires the
+        root-mean-square distance between source and target rows to lie in
+        ``[1.5e-7, 1.2e77]`` for float64 and ``[3.5e-3, 4.3e9]`` for float32
+        (rounding noise below, overflow above), and raises a ``ValueError``
+        otherwise.
     device : str, default="auto"
         Torch device; ``"auto"`` is CUDA when available.
     batch_size : int, default=None
@@ -414,25 +471,48 @@ class LearnedCostMap(BaseMonge):
         Returns
         -------
         self : LearnedCostMap
+
+        Raises
+        ------
+        ValueError
+            For invalid parameters or labels, and, before training, for data
+            the learned cost cannot be computed on in ``dtype``: all source
+            and target rows the same point; a root-mean-square distance
+            between source and target rows below ``10 sqrt(eps)``
+            (``1.5e-7`` in float64, ``3.5e-3`` in float32); a value or that
+            distance above ``max**(1/4)`` (``1.2e77`` in float64, ``4.3e9``
+            in float32).
+        FloatingPointError
+            If training nevertheless produced non-finite values.
         """
+        # the widths check shared with the ICNN (imported here: torch stays
+        # unloaded until a torch estimator is fitted)
+        from ..neural.icnn import check_hidden_sizes
+
         X_source, X_target = self._validate_fit_input(X, y)
-        hidden = _check_sizes(self.hidden_sizes, "hidden_sizes")
-        flow_hidden = _check_sizes(self.flow_hidden_sizes, "flow_hidden_sizes")
-        if not flow_hidden:
-            raise ValueError("flow_hidden_sizes must not be empty.")
-        pairs, groups = self._known_structure(y, pair_id, subset_id)
-        device = resolve_device(self.device)
-        tdtype = getattr(import_torch(), self.dtype)
-        self._fit_torch(
-            np.asarray(_dense(X_source), dtype=np.float64),
-            np.asarray(_dense(X_target), dtype=np.float64),
-            hidden,
-            flow_hidden,
-            pairs,
-            groups,
-            device,
-            tdtype,
+        hidden = check_hidden_sizes(self.hidden_sizes, allow_empty=True)
+        flow_hidden = check_hidden_sizes(
+            self.flow_hidden_sizes, name="flow_hidden_sizes"
         )
+        pairs, groups = self._known_structure(y, pair_id, subset_id)
+        X_source = np.asarray(_dense(X_source), dtype=np.float64)
+        X_target = np.asarray(_dense(X_target), dtype=np.float64)
+        _check_data_range(X_source, X_target, self.dtype)
+        device = resolve_device(self.device)
+        torch = import_torch()
+        tdtype = getattr(torch, self.dtype)
+        try:
+            self._fit_torch(
+                X_source, X_target, hidden, flow_hidden, pairs, groups, device, tdtype
+            )
+        except torch.linalg.LinAlgError as exc:
+            # Safety net: a Cholesky of a non-finite Hessian means training
+            # produced NaN/inf (the data checks above catch the known causes).
+            raise FloatingPointError(
+                "LearnedCostMap training produced non-finite values (the "
+                "Hessian of the learned cost is not positive definite); lower "
+                "learning_rate, raise alpha, or rescale X."
+            ) from exc
         return self
 
     def _relative_epsilons(self):
@@ -707,7 +787,11 @@ class LearnedCostMap(BaseMonge):
 
     # ----------------------------------------------------------------- maps
     def _map(self, X, reverse):
-        """Forward (or reverse) map of the rows of a validated ``X``."""
+        """Forward (or reverse) map of the rows of a validated ``X``.
+
+        Raises a ValueError rather than returning non-finite rows (points
+        so far from the fitted samples that the cost overflows ``dtype``).
+        """
         torch = import_torch()
         from .maps import map_points
 
@@ -737,20 +821,34 @@ class LearnedCostMap(BaseMonge):
                     dense_rows(X, start, start + chunk, np.float64), device, tdtype
                 )
                 P = push(rows)
-                z = map_points(
-                    cost.h_module,
-                    P,
-                    support,
-                    potential,
-                    log_w,
-                    self.epsilon_,
-                    reverse=reverse,
-                    chunk_size=chunk,
-                    info=info,
-                )
+                try:
+                    z = map_points(
+                        cost.h_module,
+                        P,
+                        support,
+                        potential,
+                        log_w,
+                        self.epsilon_,
+                        reverse=reverse,
+                        chunk_size=chunk,
+                        info=info,
+                    )
+                except torch.linalg.LinAlgError:
+                    # a non-finite Hessian: reported as non-finite rows below
+                    z = torch.full_like(P, math.nan)
+                    info["converged"] = True
                 mapped = pull(P + sign * z)
                 converged = converged and info["converged"]
-                out[start : start + chunk] = to_numpy(mapped, out_dtype)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    out[start : start + chunk] = to_numpy(mapped, out_dtype)
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            check_finite_rows(
+                out,
+                f"their largest absolute value is {np.abs(X[bad]).max():.3g}, "
+                "too far from the fitted samples for the learned cost in "
+                f"{self.dtype}.",
+            )
         if not converged:
             warnings.warn(
                 "The inner solver of (grad h)^{-1} did not converge for some "
@@ -780,6 +878,12 @@ class LearnedCostMap(BaseMonge):
         -------
         X_mapped : ndarray of shape (n_samples, n_features)
             With the floating dtype of ``X``.
+
+        Raises
+        ------
+        ValueError
+            If a row maps to non-finite values (a point too far from the
+            fitted samples for the cost to be computed in ``dtype``).
         """
         return self._map(self._validate_transform_input(X), reverse=True)
 

@@ -23,6 +23,7 @@ that their weights do not depend on the sample sizes:
 from __future__ import annotations
 
 from .._torch import import_torch
+from ..neural.icnn import check_hidden_sizes
 
 torch = import_torch()
 
@@ -47,7 +48,7 @@ def make_flow(n_features, n_transforms=3, hidden_sizes=(32, 32)):
         features=int(n_features),
         context=0,
         transforms=int(n_transforms),
-        hidden_features=tuple(int(h) for h in hidden_sizes),
+        hidden_features=check_hidden_sizes(hidden_sizes, "flow_hidden_sizes"),
         activation=torch.nn.ELU,
     )
     with torch.no_grad():

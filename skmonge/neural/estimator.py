@@ -40,7 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._base import BaseMonge, dense_rows
+from .._base import BaseMonge, check_finite_rows, dense_rows
 from .._torch import (
     import_torch,
     module_state_to_cpu,
@@ -61,6 +61,68 @@ __all__ = ["NeuralSparseMap"]
 
 # rows per chunk when mapping new points (bounded memory on any device)
 _MAP_CHUNK_ROWS = 4096
+
+# The networks train in float32 and the penalty sees displacements in data
+# units (offset + scale * (∇g(x̃) - x̃), in float32 too). The headroom keeps
+# those finite for normalised displacements up to 1e4 scales (largest |X|)
+# and keeps displacements down to 1e-4 scales normal floats, not subnormal
+# ones (smallest scale).
+_FLOAT32 = np.finfo(np.float32)
+_FLOAT32_HEADROOM = 1e4
+_MAX_ABS_VALUE = float(_FLOAT32.max) / _FLOAT32_HEADROOM
+_MIN_SCALE = float(_FLOAT32.tiny) * _FLOAT32_HEADROOM
+_RESCALE_HINT = (
+    f"NeuralSparseMap trains in float32 (largest value {_FLOAT32.max:.3g}, "
+    f"smallest normal value {_FLOAT32.tiny:.3g}); rescale X, e.g. multiply it "
+    "by a constant (the map is equivariant to a common scaling; scale sigma "
+    "and atol with it)."
+)
+
+
+def _pooled_scale(X_source, X_target):
+    """Pooled within-sample standard deviation ``s`` of two dense float64 samples.
+
+    Computed as before on ordinary data; when it underflows to 0 (data of
+    scale ~1e-160 or below square to 0 in float64) it is recomputed on the
+    samples divided by their largest absolute value, so that tiny but
+    non-constant data are told apart from constant data.
+    """
+    scale = math.sqrt(0.5 * (X_source.var(axis=0).mean() + X_target.var(axis=0).mean()))
+    if scale > 0:
+        return scale
+    peak = max(np.abs(X_source).max(), np.abs(X_target).max())
+    if not peak > 0:
+        return 0.0
+    a, b = X_source / peak, X_target / peak
+    return peak * math.sqrt(0.5 * (a.var(axis=0).mean() + b.var(axis=0).mean()))
+
+
+def _check_float32_range(X_source, X_target):
+    """The scale ``s`` of the two samples, or a ValueError when float32 can't hold X.
+
+    Raises
+    ------
+    ValueError
+        If a value of X exceeds ``_MAX_ABS_VALUE`` in magnitude, if both
+        samples are constant, or if ``s`` is below ``_MIN_SCALE``.
+    """
+    peak = max(np.abs(X_source).max(), np.abs(X_target).max())
+    if peak > _MAX_ABS_VALUE:
+        raise ValueError(
+            f"X holds values up to {peak:.3g} in magnitude; NeuralSparseMap "
+            f"accepts values up to {_MAX_ABS_VALUE:.3g} so that displacements "
+            f"stay finite in float32. {_RESCALE_HINT}"
+        )
+    scale = _pooled_scale(X_source, X_target)
+    if not scale > 0:
+        raise ValueError("Both samples are constant; there is no map to learn.")
+    if scale < _MIN_SCALE:
+        raise ValueError(
+            f"The scale of X (pooled within-population standard deviation) is "
+            f"{scale:.3g}, below the {_MIN_SCALE:.3g} that NeuralSparseMap "
+            f"needs to resolve displacements in float32. {_RESCALE_HINT}"
+        )
+    return scale
 
 
 class NeuralSparseMap(BaseMonge):
@@ -106,7 +168,9 @@ class NeuralSparseMap(BaseMonge):
         Dimension constraint ``l`` of Algorithm 4 (required for
         ``schedule="target_dim"``).
     hidden_sizes : tuple of int, default=(64, 64, 64, 64)
-        Hidden widths of both ICNNs (Makkuva et al.'s default).
+        Hidden widths of both ICNNs (Makkuva et al.'s default). Integers only:
+        floats (``8.7`` and ``8.0`` alike), bools and strings are a
+        ``ValueError``.
     n_iter : int, default=2000
         Training iterations (one ``f`` step and ``n_inner`` ``g`` steps
         each): all of them for ``"constant"``, the initial ``n_ini`` ones for
@@ -315,6 +379,16 @@ class NeuralSparseMap(BaseMonge):
         Returns
         -------
         self : NeuralSparseMap
+
+        Raises
+        ------
+        ValueError
+            If X cannot be trained on in float32: a value above ``3.4e34``
+            in magnitude, or a pooled within-population standard deviation
+            below ``1.2e-34`` (the float32 range with a margin of ``1e4``
+            for the displacements, which are evaluated in data units), or
+            both populations constant. Rescaling X by a constant fixes the
+            first two.
         """
         self._check_schedule()
         X_source, X_target = self._validate_fit_input(X, y)
@@ -327,11 +401,9 @@ class NeuralSparseMap(BaseMonge):
         # Separate translations and a common scaling leave the map equivariant.
         source_center = X_source.mean(axis=0)
         target_center = X_target.mean(axis=0)
-        scale = math.sqrt(
-            0.5 * (X_source.var(axis=0).mean() + X_target.var(axis=0).mean())
-        )
-        if not scale > 0:
-            raise ValueError("Both samples are constant; there is no map to learn.")
+        # Before any training: data that float32 cannot hold fail here, not
+        # as a NaN map or a misleading "diverged" error later.
+        scale = _check_float32_range(X_source, X_target)
 
         dtype = torch.float32
         source = to_tensor((X_source - source_center) / scale, device, dtype)
@@ -459,16 +531,31 @@ class NeuralSparseMap(BaseMonge):
 
     # ----------------------------------------------------------------- maps
     def _gradient_map(self, potential, X, center_in, center_out):
-        """``center_out + scale · ∇potential((x - center_in) / scale)``, chunked."""
+        """``center_out + scale · ∇potential((x - center_in) / scale)``, chunked.
+
+        Raises a ValueError rather than returning non-finite rows: points far
+        outside the training data (in units of ``scale_``) overflow the
+        float32 networks.
+        """
         device = torch.device(self._usable_device())
         potential = potential.to(device)
         out = np.empty(X.shape, dtype=X.dtype if X.dtype == np.float32 else np.float64)
+        distance = 0.0  # largest |x - center_in| / scale_ over all rows
         for start in range(0, X.shape[0], _MAP_CHUNK_ROWS):
             stop = min(start + _MAP_CHUNK_ROWS, X.shape[0])
             rows = dense_rows(X, start, stop, np.float64)
-            z = to_tensor((rows - center_in) / self.scale_, device, torch.float32)
-            grad = to_numpy(potential.gradient(z), np.float64)
-            out[start:stop] = grad * self.scale_ + center_out
+            z = (rows - center_in) / self.scale_
+            if z.size:
+                distance = max(distance, float(np.abs(z).max()))
+            grad = to_numpy(potential.gradient(to_tensor(z, device, torch.float32)))
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[start:stop] = grad.astype(np.float64) * self.scale_ + center_out
+        check_finite_rows(
+            out,
+            f"X lies up to {distance:.3g} fitted scales (scale_={self.scale_:.3g}) "
+            "from the fitted mean, too far for the float32 networks or the "
+            f"output dtype {out.dtype}.",
+        )
         return out
 
     def _usable_device(self):
@@ -491,16 +578,26 @@ class NeuralSparseMap(BaseMonge):
         Returns
         -------
         X_source : ndarray of shape (n_samples, n_features)
+
+        Raises
+        ------
+        ValueError
+            If a row maps to non-finite values (a point far outside the
+            range of the training data for the float32 networks).
         """
+        # validate first: it raises NotFittedError before fitted attributes
+        # such as target_potential_ are looked up
+        X = self._validate_transform_input(X)
         return self._gradient_map(
-            self.target_potential_,
-            self._validate_transform_input(X),
-            self.target_center_,
-            self.source_center_,
+            self.target_potential_, X, self.target_center_, self.source_center_
         )
 
     def displacement(self, X):
-        """Displacements ``T(x) - x`` of the rows of ``X`` (dense ndarray)."""
+        """Displacements ``T(x) - x`` of the rows of ``X`` (dense ndarray).
+
+        Raises a ValueError, as :meth:`transform` does, for rows whose image
+        is not finite.
+        """
         X = self._validate_transform_input(X)
         return self._transform_array(X) - dense_rows(X, 0, X.shape[0], np.float64)
 

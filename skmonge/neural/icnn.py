@@ -21,6 +21,9 @@ from squared ReLUs. Non-negativity is kept by projection
 from __future__ import annotations
 
 import math
+import numbers
+
+import numpy as np
 
 from .._torch import import_torch
 
@@ -33,18 +36,51 @@ __all__ = ["ICNN", "check_hidden_sizes"]
 _ACTIVATIONS = ("leaky_relu", "celu", "softplus")
 
 
-def check_hidden_sizes(hidden_sizes):
-    """``hidden_sizes`` as a tuple of ints ``>= 1``, or a ValueError."""
+def check_hidden_sizes(hidden_sizes, name="hidden_sizes", allow_empty=False):
+    """``hidden_sizes`` as a tuple of ints ``>= 1``, or a ValueError.
+
+    The one check of layer widths, shared by :class:`ICNN`,
+    :class:`~skmonge.NeuralSparseMap` and :class:`~skmonge.LearnedCostMap`.
+
+    Parameters
+    ----------
+    hidden_sizes : sequence of int
+        Layer widths. Every entry must be an integer (Python or NumPy) ``>= 1``;
+        floats are rejected, integral ones such as ``8.0`` included, since
+        truncating ``8.7`` to 8 silently would hide a mistake, and bools and
+        strings are rejected too (``True`` is not a width).
+    name : str, default="hidden_sizes"
+        Parameter name used in the error message.
+    allow_empty : bool, default=False
+        Accept an empty sequence (no hidden layer).
+
+    Returns
+    -------
+    sizes : tuple of int
+
+    Raises
+    ------
+    ValueError
+        If ``hidden_sizes`` is not a sequence of positive integers (or is
+        empty while ``allow_empty`` is False).
+    """
+    # a string is iterable but never a list of widths
     try:
-        sizes = tuple(int(h) for h in hidden_sizes)
-    except (TypeError, ValueError):
-        sizes = ()
-    if not sizes or min(sizes) < 1:
+        sizes = None if isinstance(hidden_sizes, str) else tuple(hidden_sizes)
+    except TypeError:
+        sizes = None
+    valid = sizes is not None and (allow_empty or len(sizes) > 0)
+    valid = valid and all(
+        isinstance(h, numbers.Integral) and not isinstance(h, (bool, np.bool_))
+        for h in sizes
+    )
+    if not valid or any(h < 1 for h in sizes):
+        kind = "a sequence" if allow_empty else "a non-empty sequence"
         raise ValueError(
-            "hidden_sizes must be a non-empty sequence of positive ints, "
-            f"got {hidden_sizes!r}."
+            f"{name} must be {kind} of positive integers such as (64, 64) "
+            f"(floats, bools and strings are not accepted), got {hidden_sizes!r}."
         )
-    return sizes
+    return tuple(int(h) for h in sizes)
 
 
 # softplus(_RHO_IDENTITY) == 1: the quadratic term starts at ½‖x‖².
