@@ -6,18 +6,35 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def all_finite(A):
-    """``True`` when every entry of the 2-d array ``A`` is finite (no temporaries)."""
-    bad = 0
-    for i in prange(A.shape[0]):
-        row_bad = 0
+def max_abs(A):
+    """Largest :math:`|a_{ij}|` of the 2-d array ``A`` (inf or NaN if one is).
+
+    One parallel pass, no temporaries; 0 for an empty array.
+    """
+    n = A.shape[0]
+    row = np.zeros(n)
+    for i in prange(n):
+        top = 0.0
         for j in range(A.shape[1]):
-            x = A[i, j]
-            # x - x is NaN for inf and NaN, 0 otherwise.
-            if (x - x) != 0:
-                row_bad += 1
-        bad += row_bad
-    return bad == 0
+            x = abs(np.float64(A[i, j]))
+            # NaN must win the max: comparisons with NaN are false
+            if not x <= top:
+                top = x
+                if x != x:
+                    break
+        row[i] = top
+    top = 0.0
+    for i in range(n):
+        if not row[i] <= top:
+            top = row[i]
+            if top != top:
+                break
+    return top
+
+
+def all_finite(A):
+    """``True`` when every entry of the 2-d array ``A`` is finite."""
+    return bool(np.isfinite(max_abs(A)))
 
 
 def check_real_dense(A, name):

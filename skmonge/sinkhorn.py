@@ -66,7 +66,7 @@ from numba.extending import intrinsic
 from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
-from ._arrays import as_float_2d, check_real_dense
+from ._arrays import as_float_2d, check_real_dense, max_abs
 
 __all__ = [
     "SinkhornResult",
@@ -251,12 +251,12 @@ def _build_kernel(C, beta, inv_eps, tiny, K, alpha):
     n, m = C.shape
     for i in prange(n):
         mx = _row_max_logit(C, beta, inv_eps, i)
-        top = 0.0
+        total = 0.0
         for j in range(m):
             val = _fexp(beta[j] - C[i, j] * inv_eps - mx)
             K[i, j] = val if val >= tiny else 0.0
-            top = max(top, val)
-        if not top >= 0.5:  # the largest entry is 1 up to rounding
+            total += val
+        if not total >= 0.5:  # the largest entry is 1 up to rounding
             buf = np.empty(m)
             mx = _exact_row_weights(C, beta, inv_eps, i, buf)
             for j in range(m):
@@ -592,11 +592,16 @@ def _plan_kernel(C, alpha, beta, inv_eps, P):
 # --------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------
-def _check_cost(C, name="C"):
+def _check_cost(C, name="C", return_scale=False):
+    """Validated cost matrix (and, with ``return_scale``, its largest |entry|)."""
     C = check_real_dense(C, name)
     if C.ndim != 2 or C.shape[0] < 1 or C.shape[1] < 1:
         raise ValueError(f"{name} must be a non-empty 2-d array, got shape {C.shape}.")
-    return as_float_2d(C, name)
+    C = as_float_2d(C, name, finite=False)
+    scale = max_abs(C)  # one pass: the finiteness check and the scale
+    if not np.isfinite(scale):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return (C, scale) if return_scale else C
 
 
 def _check_epsilon(epsilon):
@@ -798,7 +803,7 @@ def transport_plan(C, f, g, epsilon, a=None, b=None):
     -------
     P : ndarray of shape (n, m), float64
     """
-    C = _check_cost(C)
+    C, largest_cost = _check_cost(C, return_scale=True)
     epsilon = _check_epsilon(epsilon)
     n, m = C.shape
     a = _check_weights(a, n, "a")
@@ -1220,7 +1225,7 @@ def sinkhorn(
         row-marginal error, and ``cost`` =
         :math:`\langle a,f\rangle+\langle b,g\rangle`.
     """
-    C = _check_cost(C)
+    C, largest_cost = _check_cost(C, return_scale=True)
     epsilon = _check_epsilon(epsilon)
     n, m = C.shape
     a = _check_weights(a, n, "a")
@@ -1237,7 +1242,7 @@ def sinkhorn(
     g_init = _check_potential(g_init, m, "g_init")
     kdtype = _kernel_dtype(dtype, C)
     options = _check_acceleration(epsilon_decay, epsilon_init, relaxation, epsilon)
-    cost_over_eps = max(abs(float(C.max())), abs(float(C.min()))) / epsilon
+    cost_over_eps = largest_cost / epsilon
     if cost_over_eps > _MAX_COST_OVER_EPS:
         raise ValueError(
             f"epsilon={epsilon:.3g} is too small for costs up to "
@@ -1519,7 +1524,7 @@ def sinkhorn_divergence(
         # A Y far more concentrated than its distance to X (say Y scaled by
         # 1e-30) would give an ε at which the cross problem cannot be
         # represented; the floor keeps every cost below _AUTO_EPS_RANGE ε.
-        largest = max(max(C.max(), -C.min()) for C in (C_xy, C_xx, C_yy))
+        largest = max(max_abs(C) for C in (C_xy, C_xx, C_yy))
         epsilon = max(epsilon, largest / _AUTO_EPS_RANGE)
     epsilon = _check_epsilon(epsilon)
     ot_xy = sinkhorn(C_xy, epsilon, a, b, tol=tol, max_iter=max_iter, warn=warn).cost
