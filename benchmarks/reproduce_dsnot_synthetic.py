@@ -16,6 +16,10 @@ on the same data in the same table.
     python benchmarks/reproduce_dsnot_synthetic.py --task b --eval-cells 1000
     python benchmarks/reproduce_dsnot_synthetic.py --task eight --lam0 0.3 \
         --learning-rate 3e-3 --n-init 1500 --n-round 200 --decay 0.8
+
+The adaptive (target_dim) fit runs with NeuralSparseMap's defaults unless
+--lam0 / --n-init / --n-round / --decay / --patience are given, and its λ
+trajectory is printed (--no-history to skip it).
 """
 
 from __future__ import annotations
@@ -56,16 +60,13 @@ def methods(task, args):
         f"smoothed l0, constant lam={args.lam:g}",
         NeuralSparseMap(lam=args.lam, n_iter=n_iter, **neural),
     )
+    # the estimator's defaults unless an annealing option is given
+    given = _annealing_options(args)
+    label = "defaults" if not given else ", ".join(f"{k}={v}" for k, v in given.items())
     yield (
-        f"smoothed l0, target_dim={task['target_dim']}",
+        f"smoothed l0, target_dim={task['target_dim']} ({label})",
         NeuralSparseMap(
-            schedule="target_dim",
-            target_dim=task["target_dim"],
-            lam=args.lam0,
-            n_iter=args.n_init,
-            n_iter_round=args.n_round,
-            decay=args.decay,
-            **neural,
+            schedule="target_dim", target_dim=task["target_dim"], **given, **neural
         ),
     )
     # the paper's setting for Cuturi et al.: ε = 1e-3 (relative here), γ = 2
@@ -81,16 +82,30 @@ def methods(task, args):
     )
 
 
+def _annealing_options(args):
+    """The annealing parameters given on the command line (None: the default)."""
+    options = {
+        "lam": args.lam0,
+        "n_iter": args.n_init,
+        "n_iter_round": args.n_round,
+        "decay": args.decay,
+        "patience": args.patience,
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS) + ["eight"], default="a")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lam", type=float, default=1e4, help="constant λ")
-    parser.add_argument("--lam0", type=float, default=1e4, help="initial λ (Alg. 4)")
+    # None: NeuralSparseMap's default
+    parser.add_argument("--lam0", type=float, default=None, help="initial λ")
     parser.add_argument("--n-iter", type=int, default=600)
-    parser.add_argument("--n-init", type=int, default=200, help="n_ini of Alg. 4")
-    parser.add_argument("--n-round", type=int, default=100, help="n_tr of Alg. 4")
-    parser.add_argument("--decay", type=float, default=0.9)
+    parser.add_argument("--n-init", type=int, default=None, help="n_ini (n_iter)")
+    parser.add_argument("--n-round", type=int, default=None, help="n_tr")
+    parser.add_argument("--decay", type=float, default=None)
+    parser.add_argument("--patience", type=int, default=None)
     parser.add_argument("--gamma", type=float, default=2.0)
     parser.add_argument(
         "--learning-rate", type=float, default=1e-4, help="Adam step (eight: 3e-3)"
@@ -99,7 +114,7 @@ def main():
     parser.add_argument("--only", default=None, help="run methods whose name has this")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument(
-        "--history", action="store_true", help="print the λ trajectory of Alg. 4"
+        "--no-history", action="store_true", help="do not print the λ trajectory"
     )
     args = parser.parse_args()
     if args.task == "eight":
@@ -136,7 +151,7 @@ def main():
             f"{name:42s} {dim:9.2f} {recall:7.3f} {residue:8.3f} {elapsed:8.1f}{extra}",
             flush=True,
         )
-        if args.history and getattr(est, "schedule", "") == "target_dim":
+        if not args.no_history and getattr(est, "schedule", "") == "target_dim":
             print_history(est.history_)
     half = len(target) // 2
     floor = sliced_wasserstein(target[:half], target[half:])
@@ -174,10 +189,7 @@ def eight_gaussians(args):
         est = NeuralSparseMap(
             schedule="tradeoff",
             tradeoff=a,
-            lam=args.lam0,
-            n_iter=args.n_init,
-            n_iter_round=args.n_round,
-            decay=args.decay,
+            **_annealing_options(args),
             learning_rate=args.learning_rate,
             random_state=args.seed,
             verbose=args.verbose,

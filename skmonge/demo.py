@@ -28,8 +28,8 @@ import time
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
-from tqdm.auto import tqdm
 
+from ._progress import Progress
 from .datasets import load_kang2018
 from .entropic import EntropicSparseMap
 from .metrics import (
@@ -96,9 +96,9 @@ def evaluate_maps(X, y, genes, grid=DEFAULT_GRID, random_state=0, verbose=True):
     )
 
     rows = []
-    progress = tqdm(grid, desc="fitting maps", disable=not verbose)
-    for cost, gamma in progress:
-        progress.set_postfix_str(f"{cost} gamma={gamma}")
+    progress = Progress(len(grid), "fitting maps", verbose)
+    for cost, gamma in grid:
+        progress.show(map=f"{cost} gamma={gamma}")
         start = time.perf_counter()
         est = EntropicSparseMap(
             cost=cost,
@@ -123,6 +123,8 @@ def evaluate_maps(X, y, genes, grid=DEFAULT_GRID, random_state=0, verbose=True):
                 "seconds": elapsed,
             }
         )
+        progress.step()
+    progress.close()
     context = {"markers": markers, "baseline": _identity_divergence(X_test, y_test)}
     return rows, context
 

@@ -18,7 +18,7 @@ thresholds.
 Sparse input (``scipy.sparse``, e.g. ``adata.X``) is accepted by ``fit`` and by
 every map method. Very sparse fitted clouds (``source_``, ``target_``) stay
 CSR and the separable cost kernels visit only their non-zeros; the map methods
-densify new points one chunk of ``batch_size`` rows at a time and return dense
+densify new points one chunk of ``chunk_size`` rows at a time and return dense
 arrays.
 """
 
@@ -31,11 +31,11 @@ import scipy.sparse as sp
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from ._arrays import all_finite
 from ._base import BaseMonge, dense_rows
 from ._epsilon import perplexity_epsilon
+from ._progress import progress_over
 from .costs import TranslationInvariantCost, make_cost
 from .sinkhorn import gibbs_weights, sinkhorn
 
@@ -129,7 +129,7 @@ class EntropicSparseMap(BaseMonge):
         Labels in ``y`` of the source and target rows. ``None`` for both is
         allowed only when ``y`` holds exactly ``{0, 1}`` or ``{False, True}``
         (0/False is the source).
-    batch_size : int, default=None
+    chunk_size : int, default=None
         Rows per chunk when evaluating the map; ``None`` picks a chunk that
         keeps the temporaries around 64 MiB. Sparse input is densified one
         such chunk at a time.
@@ -189,7 +189,7 @@ class EntropicSparseMap(BaseMonge):
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
         "source": "no_validation",
         "target": "no_validation",
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "chunk_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
     }
 
@@ -205,7 +205,7 @@ class EntropicSparseMap(BaseMonge):
         tol=1e-6,
         source=None,
         target=None,
-        batch_size=None,
+        chunk_size=None,
         verbose=False,
     ):
         self.cost = cost
@@ -218,7 +218,7 @@ class EntropicSparseMap(BaseMonge):
         self.tol = tol
         self.source = source
         self.target = target
-        self.batch_size = batch_size
+        self.chunk_size = chunk_size
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -283,8 +283,8 @@ class EntropicSparseMap(BaseMonge):
 
     # --------------------------------------------------------------- maps
     def _chunk_rows(self, n_other, n_features, itemsize):
-        if self.batch_size is not None:
-            return int(self.batch_size)
+        if self.chunk_size is not None:
+            return int(self.chunk_size)
         per_row = itemsize * (2 * n_other + 3 * n_features)
         return int(max(1, min(4096, _CHUNK_BYTES // per_row)))
 
@@ -326,14 +326,12 @@ class EntropicSparseMap(BaseMonge):
         densified chunk so that no dense copy of ``X`` is needed.
         """
         cost = self.cost_
+        # computed in the wider of the two dtypes, returned in the input's
         dtype = np.result_type(X.dtype, support.dtype)
         support = support.astype(dtype, copy=False)
-        out = np.empty(X.shape, dtype=dtype)
+        out = np.empty(X.shape, dtype=X.dtype)
         step = self._chunk_rows(support.shape[0], X.shape[1], dtype.itemsize)
-        starts = range(0, X.shape[0], step)
-        for start in tqdm(
-            starts, desc=desc, disable=not self.verbose or len(starts) < 2
-        ):
+        for start in progress_over(range(0, X.shape[0], step), desc, self.verbose):
             rows = dense_rows(X, start, start + step, dtype)
             C = cost.cost_matrix(rows, support)
             _check_costs_finite(C, "rows of X and the fitted points")
@@ -342,7 +340,12 @@ class EntropicSparseMap(BaseMonge):
             mapped = rows - cost.prox(grad)
             # (x - prox) - x rather than -prox: the displacement is then
             # exactly T(x) - x as transform returns it, bit for bit.
-            out[start : start + step] = mapped - rows if displacement else mapped
+            if displacement:
+                # in the output dtype, as transform(X) - X would be computed
+                out_dtype = out.dtype
+                mapped = mapped.astype(out_dtype, copy=False)
+                mapped -= rows.astype(out_dtype, copy=False)
+            out[start : start + step] = mapped
         return out
 
     def _transform_array(self, X):

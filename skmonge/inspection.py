@@ -68,16 +68,16 @@ def _as_rows(X):
     return X
 
 
-def _chunk_size(n_features, batch_size):
-    if batch_size is not None:
-        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-        return int(batch_size)
+def _rows_per_chunk(n_features, chunk_size):
+    if chunk_size is not None:
+        if not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}.")
+        return int(chunk_size)
     # three dense float64 n_rows x d arrays live at once: rows, image, delta
     return int(max(1, _CHUNK_BYTES // (3 * 8 * max(1, n_features))))
 
 
-def _map_in_chunks(estimator, X, batch_size=None):
+def _map_in_chunks(estimator, X, chunk_size=None):
     r"""Yield ``(start, stop, mapped, delta)`` over chunks of the rows of ``X``.
 
     ``mapped`` is the chunk's image :math:`T(x)` as an ndarray in the
@@ -90,7 +90,7 @@ def _map_in_chunks(estimator, X, batch_size=None):
     """
     X = _as_rows(X)
     n, d = X.shape
-    step = _chunk_size(d, batch_size)
+    step = _rows_per_chunk(d, chunk_size)
     for start in range(0, n, step):
         stop = min(n, start + step)
         part = X.iloc[start:stop] if hasattr(X, "iloc") else X[start:stop]
@@ -182,7 +182,7 @@ def _feature_names(estimator, feature_names, n_features):
 
 
 def displacement_report(
-    estimator, X, feature_names=None, atol=1e-8, batch_size=None, *, y=None, groups=None
+    estimator, X, feature_names=None, atol=1e-8, chunk_size=None, *, y=None, groups=None
 ):
     r"""Per-feature summary of the displacement of a fitted map on the rows of ``X``.
 
@@ -216,7 +216,7 @@ def displacement_report(
         ``Pipeline`` ending in one.
     X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
         Points to map, typically the source cells (or both populations with
-        ``y``). Evaluated ``batch_size`` rows at a time: only one chunk is
+        ``y``). Evaluated ``chunk_size`` rows at a time: only one chunk is
         ever dense.
     feature_names : sequence of str, default=None
         Row labels of the report. ``None`` uses
@@ -224,7 +224,7 @@ def displacement_report(
         estimator has it, else ``"x0", "x1", …``).
     atol : float, default=1e-8
         A coordinate moved when ``|Δ| > atol``.
-    batch_size : int, default=None
+    chunk_size : int, default=None
         Rows per chunk; ``None`` keeps one chunk's dense temporaries near
         64 MiB.
     y : array-like of shape (n_samples,), default=None
@@ -288,7 +288,7 @@ def displacement_report(
     rows = np.flatnonzero(mapped_rows)
     subset = X if rows.size == n else (X.iloc[rows] if hasattr(X, "iloc") else X[rows])
     stats = _DisplacementStats(d, atol, labels.size)
-    for start, stop, _, delta in _map_in_chunks(estimator, subset, batch_size):
+    for start, stop, _, delta in _map_in_chunks(estimator, subset, chunk_size):
         stats.update(delta, codes[rows[start:stop]])
     if groups is None:
         columns = stats.columns()
@@ -388,7 +388,7 @@ def cell_displacements(estimator, X, cell, feature_names=None, atol=1e-8):
     names = _feature_names(estimator, feature_names, X.shape[1])
     window = slice(position, position + 1)
     one_row = X.iloc[window] if hasattr(X, "iloc") else X[window]
-    ((_, _, _, delta),) = _map_in_chunks(estimator, one_row, batch_size=1)
+    ((_, _, _, delta),) = _map_in_chunks(estimator, one_row, chunk_size=1)
     delta = delta[0]
     moved = np.flatnonzero(np.abs(delta) > atol)
     order = moved[np.argsort(-np.abs(delta[moved]), kind="stable")]

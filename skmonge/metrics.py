@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._groups import encode_groups, observed_group_shift
 from ._pipeline import held_out_images, map_and_displace, split_map
-from .inspection import _chunk_size, _DisplacementStats, _pandas
+from .inspection import _DisplacementStats, _pandas, _rows_per_chunk
 
 __all__ = [
     "displacement_sparsity",
@@ -646,7 +646,7 @@ def _group_displacement_stats(estimator, X, X_valid, rows, codes, n_groups, atol
     codes = np.asarray(codes)
     n_features = X_valid.shape[1]
     stats = _DisplacementStats(n_features, atol, n_groups)
-    step = _chunk_size(n_features, None)
+    step = _rows_per_chunk(n_features, None)
     for start in range(0, rows.size, step):
         index = rows[start : start + step]
         _, delta = map_and_displace(estimator, _row_chunk(X, X_valid, index))

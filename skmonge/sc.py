@@ -459,7 +459,7 @@ def predict(
     obsm_key=None,
     key_added="skmonge",
     atol=1e-8,
-    batch_size=None,
+    chunk_size=None,
     copy=False,
 ):
     r"""Map cells of ``adata`` with a fitted map and store the results in it.
@@ -468,7 +468,7 @@ def predict(
     the displacement :math:`Δ = T(x) - x` is summarised per gene with
     :func:`skmonge.inspection.displacement_report`'s statistics, over all
     mapped cells and, with ``groupby``, per group. The cells are mapped
-    ``batch_size`` at a time, so sparse expression is never densified whole.
+    ``chunk_size`` at a time, so sparse expression is never densified whole.
     ``adata.X`` (and the input layer) are only read. For a ``Pipeline``
     ending in a map, :math:`T(x)` and :math:`Δ` are in the input genes
     (:func:`skmonge._pipeline.map_and_displace`), or a ``ValueError`` names
@@ -543,7 +543,7 @@ def predict(
         key of the per-group report.
     atol : float, default=1e-8
         Threshold of ``frac_moved``.
-    batch_size : int, default=None
+    chunk_size : int, default=None
         Cells per chunk (None: about 64 MiB of dense temporaries per chunk).
     copy : bool, default=False
         Work on and return a copy of ``adata`` instead of modifying it.
@@ -600,7 +600,7 @@ def predict(
         for fitted, rows, codes in plan:
             selected = _columns(X[rows], cols, adata.n_vars)
             for start, stop, mapped, delta in _map_in_chunks(
-                fitted, selected, batch_size
+                fitted, selected, chunk_size
             ):
                 pooled.update(delta)
                 if per_group is not None:

@@ -64,9 +64,9 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 from sklearn.exceptions import ConvergenceWarning
-from tqdm.auto import tqdm
 
 from ._arrays import as_float_2d, check_real_dense, max_abs
+from ._progress import Progress
 
 __all__ = [
     "SinkhornResult",
@@ -1020,10 +1020,9 @@ def _solve_impl(
     n_iter = 0
     err = np.inf
     valid = False
-    # tqdm progress (verbose only): refresh every few iterations so that the
-    # bar costs nothing next to an iteration even on small problems.
-    progress = tqdm(total=max_iter, desc="sinkhorn", disable=not verbose)
-    report = 10
+    # refreshed every few iterations: the bar costs nothing next to an
+    # iteration even on small problems
+    progress = Progress(max_iter, "sinkhorn", verbose, every=10)
     for stage, eps_k in enumerate(schedule):
         last = stage == len(schedule) - 1
         stage_tol = tol if last else max(tol, options["stage_tol"])
@@ -1065,11 +1064,8 @@ def _solve_impl(
             if valid:
                 omega = relaxation.update(err)
             valid = True
-            if verbose and n_iter % report == 0:
-                progress.update(report)
-                progress.set_postfix_str(
-                    f"eps {eps_k:.3g} marginal error {err:.2e}", refresh=False
-                )
+            if progress.active:
+                progress.step(eps=f"{eps_k:.3g}", **{"marginal error": f"{err:.2e}"})
             bound = st.bound
             if not (np.isfinite(vmax) and vmin > 0):
                 # A column of the kernel underflowed (stale g, e.g. a poor
@@ -1083,11 +1079,8 @@ def _solve_impl(
                 # Absorb: alpha + log u and beta + log v become the new scalings.
                 st.build(*st.log_scalings())
                 n_abs += 1
-    if verbose:
-        # leave the final state (iterations run, error reached) on screen
-        progress.n = n_iter
-        progress.set_postfix_str(f"marginal error {err:.2e}")
-        progress.close()
+    # leave the final state (iterations run, error reached) on screen
+    progress.close(n_iter, **{"marginal error": f"{err:.2e}"})
     # potentials of the last stage, always the target ε (intermediate stages
     # stop at half of the remaining budget)
     f, g = st.potentials(eps_k)

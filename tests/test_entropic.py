@@ -182,17 +182,17 @@ def test_shapes_and_dtypes(n, d, dtype, seed):
     np.testing.assert_array_equal(X, X0)
 
 
-def test_batch_size_does_not_change_result():
+def test_chunk_size_does_not_change_result():
     X, y, Xs, Xt = _pooled(seed=11)
     a = EntropicSparseMap(gamma=0.3).fit(X, y).transform(Xs)
-    b = EntropicSparseMap(gamma=0.3, batch_size=7).fit(X, y).transform(Xs)
+    b = EntropicSparseMap(gamma=0.3, chunk_size=7).fit(X, y).transform(Xs)
     np.testing.assert_allclose(a, b, atol=1e-12)
 
 
 def test_verbose_shows_progress(capsys):
     X, y, Xs, Xt = _pooled(n=300, m=300, seed=13)
     est = EntropicSparseMap(
-        gamma=0.3, verbose=True, batch_size=50, tol=1e-12, max_iter=30
+        gamma=0.3, verbose=True, chunk_size=50, tol=1e-12, max_iter=30
     )
     with pytest.warns(ConvergenceWarning):
         est.fit(X, y)
@@ -202,3 +202,26 @@ def test_verbose_shows_progress(capsys):
     assert "transform" in err and "6/6" in err
     EntropicSparseMap(gamma=0.3).fit(X, y).transform(Xs)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("fit_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("new_dtype", [np.float32, np.float64])
+def test_outputs_follow_the_input_dtype(fit_dtype, new_dtype):
+    # the vocabulary contract: transform, inverse_transform and displacement
+    # return the float dtype of their input, whatever the fitted precision
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = np.repeat([0, 1], 30)
+    est = EntropicSparseMap(gamma=0.5).fit(X.astype(fit_dtype), y)
+    Z = X[:7].astype(new_dtype)
+    mapped = est.transform(Z)
+    assert mapped.dtype == new_dtype
+    assert est.inverse_transform(Z).dtype == new_dtype
+    delta = est.displacement(Z)
+    assert delta.dtype == new_dtype
+    np.testing.assert_array_equal(delta, mapped - Z)
+    # computed in the wider dtype: a float32 query of a float64 fit is the
+    # float64 answer rounded once
+    if fit_dtype == np.float64 and new_dtype == np.float32:
+        wide = est.transform(Z.astype(np.float64))
+        np.testing.assert_array_equal(mapped, wide.astype(np.float32))

@@ -101,14 +101,14 @@ def test_report_ties_keep_feature_order():
     assert list(report.index) == ["x1", "x2", "x0", "x3"]
 
 
-@pytest.mark.parametrize("batch_size", [1, 7, None])
-def test_report_sparse_equals_dense(batch_size):
+@pytest.mark.parametrize("chunk_size", [1, 7, None])
+def test_report_sparse_equals_dense(chunk_size):
     est, Xs = _fitted_map(seed=1)
     Xs = np.where(Xs > 0.5, Xs, 0.0)
     dense = displacement_report(est, Xs)
-    sparse = displacement_report(est, sp.csr_matrix(Xs), batch_size=batch_size)
+    sparse = displacement_report(est, sp.csr_matrix(Xs), chunk_size=chunk_size)
     pd.testing.assert_frame_equal(sparse, dense, rtol=1e-12)
-    coo = displacement_report(est, sp.coo_array(Xs), batch_size=batch_size)
+    coo = displacement_report(est, sp.coo_array(Xs), chunk_size=chunk_size)
     pd.testing.assert_frame_equal(coo, dense, rtol=1e-12)
 
 

@@ -224,7 +224,7 @@ def test_quadratic_cost_map_is_the_l2_entropic_map():
         alpha=0.5,
         loss="low_rank",
         relative_epsilon=0.05,
-        tol=1e-10,
+        sinkhorn_tol=1e-10,
         device="cpu",
     ).fit(X, y)
     assert ours.n_iter_ == 0  # nothing to learn
@@ -242,7 +242,7 @@ def test_quadratic_cost_map_is_the_l2_entropic_map():
         alpha=0.01,
         loss="low_rank",
         relative_epsilon=0.05,
-        tol=1e-10,
+        sinkhorn_tol=1e-10,
         device="cpu",
     ).fit(X, y)
     np.testing.assert_allclose(other.transform(new), ref.transform(new), atol=1e-7)

@@ -42,13 +42,13 @@ def _fast(**params):
     base = dict(
         loss="low_rank",
         hidden_sizes=(4,),
-        max_iter=3,
+        n_iter=3,
         random_state=0,
         source=0,
         target=1,
         device="cpu",
         relative_epsilon=0.1,
-        tol=1e-4,
+        sinkhorn_tol=1e-4,
         sinkhorn_max_iter=300,
     )
     base.update(params)
@@ -77,7 +77,7 @@ def test_training_on_t_shape_pairs_beats_the_l2_map():
     est = LearnedCostMap(
         hidden_sizes=(16, 16),
         learning_rate=1e-2,
-        max_iter=60,
+        n_iter=60,
         random_state=0,
         device="cpu",
     ).fit(X, y, pair_id=pair_id)
@@ -123,7 +123,7 @@ def test_every_loss_trains(params):
     subset_id = np.r_[np.arange(24) % 2, np.arange(20) % 2]
     est = LearnedCostMap(
         hidden_sizes=(8,),
-        max_iter=25,
+        n_iter=25,
         learning_rate=1e-2,
         flow_learning_rate=1e-2,
         random_state=0,
@@ -145,7 +145,7 @@ def test_every_loss_trains(params):
 
 def test_flows_start_at_identity_and_invert():
     X, y, pair_id = _tshape(16, 0)
-    est = LearnedCostMap(flows="separate", max_iter=0, device="cpu").fit(
+    est = LearnedCostMap(flows="separate", n_iter=0, device="cpu").fit(
         X, y, pair_id=pair_id
     )
     for push, pull in (
@@ -161,7 +161,7 @@ def test_flows_start_at_identity_and_invert():
 def test_cost_callable():
     X, y, pair_id = _tshape(24, 0)
     est = LearnedCostMap(
-        max_iter=10, random_state=0, device="cpu", relative_epsilon=0.05
+        n_iter=10, random_state=0, device="cpu", relative_epsilon=0.05
     ).fit(X, y, pair_id=pair_id)
     A, B = X[:5], X[24:28]
     C = est.cost_(A, B)
@@ -186,7 +186,7 @@ def test_cost_callable():
 def test_clone_pickle_and_cpu_state():
     X, y, pair_id = _tshape(20, 0)
     est = LearnedCostMap(
-        max_iter=5, random_state=0, flows="shared", device="cpu", relative_epsilon=0.1
+        n_iter=5, random_state=0, flows="shared", device="cpu", relative_epsilon=0.1
     )
     assert clone(est).get_params() == est.get_params()
     est.fit(X, y, pair_id=pair_id)
@@ -203,7 +203,7 @@ def test_clone_pickle_and_cpu_state():
 
 def test_same_seed_same_result_and_float32():
     X, y, pair_id = _tshape(20, 0)
-    kw = dict(max_iter=5, random_state=3, device="cpu", relative_epsilon=0.05)
+    kw = dict(n_iter=5, random_state=3, device="cpu", relative_epsilon=0.05)
     a = LearnedCostMap(**kw).fit(X, y, pair_id=pair_id)
     b = LearnedCostMap(**kw).fit(X, y, pair_id=pair_id)
     np.testing.assert_array_equal(a.transform(X[:5]), b.transform(X[:5]))
@@ -214,11 +214,96 @@ def test_same_seed_same_result_and_float32():
     np.testing.assert_allclose(c.transform(X[:5]), a.transform(X[:5]), atol=1e-3)
 
 
+def test_parameter_names_follow_the_package_vocabulary():
+    """n_iter / sinkhorn_tol / chunk_size; the old names are gone (no aliases)."""
+    params = LearnedCostMap().get_params()
+    assert params["n_iter"] == 500
+    assert params["sinkhorn_tol"] == 1e-5
+    assert params["chunk_size"] is None
+    assert params["sinkhorn_max_iter"] == 5000
+    assert params["train_sinkhorn_iter"] == 100
+    assert not {"max_iter", "tol", "batch_size"} & params.keys()
+    for old in ("max_iter", "tol", "batch_size"):
+        with pytest.raises(TypeError, match=old):
+            LearnedCostMap(**{old: 1})
+    X, y, pair_id = _tshape(12, 0)
+    with pytest.raises(ValueError, match="n_iter"):
+        LearnedCostMap(n_iter=-1, device="cpu").fit(X, y, pair_id=pair_id)
+
+
+def test_fitted_attributes_n_iter_device_and_potentials():
+    X, y, pair_id = _tshape(16, 0)
+    est = LearnedCostMap(
+        n_iter=3, hidden_sizes=(4,), random_state=0, device="cpu", relative_epsilon=0.1
+    ).fit(X, y, pair_id=pair_id)
+    assert est.n_iter_ == 3 and est.loss_curve_.shape == (3,)
+    assert isinstance(est.converged_, bool)
+    assert isinstance(est.device_, str) and est.device_ == "cpu"
+    # potentials: f on source_ (n_source,), g on target_ (n_target,), float64,
+    # with P_ij = exp((f_i + g_j - C_ij) / ε) / (n m) as in EntropicSparseMap
+    f, g = est.potential_source_, est.potential_target_
+    assert f.shape == (16,) and g.shape == (16,)
+    assert f.dtype == np.float64 and g.dtype == np.float64
+    C = est.cost_(est.source_, est.target_)
+    plan = np.exp((f[:, None] + g[None] - C) / est.epsilon_) / (16 * 16)
+    np.testing.assert_allclose(est.transport_plan(), plan, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(plan.sum(1), 1 / 16, rtol=1e-3)
+    # chunk_size chunks the map evaluation only: same images
+    full = est.transform(X[:7]), est.inverse_transform(X[16:23])
+    est.set_params(chunk_size=2)
+    chunked = est.transform(X[:7]), est.inverse_transform(X[16:23])
+    for a, b in zip(full, chunked, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_is_recorded_on_cuda():
+    X, y, pair_id = _tshape(12, 0)
+    est = LearnedCostMap(n_iter=2, hidden_sizes=(4,), random_state=0, device="cuda")
+    est.fit(X, y, pair_id=pair_id)
+    assert est.device_.startswith("cuda")
+    assert est.transform(X[:3].astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("compute_dtype", ["float64", "float32"])
+def test_maps_return_the_floating_dtype_of_x(compute_dtype):
+    """float32 in -> float32 out, float64 -> float64, else float64, whatever
+    the compute ``dtype``."""
+    import scipy.sparse as sp
+
+    X, y, pair_id = _tshape(16, 0)
+    est = LearnedCostMap(
+        n_iter=2,
+        hidden_sizes=(4,),
+        random_state=0,
+        device="cpu",
+        relative_epsilon=0.1,
+        dtype=compute_dtype,
+    ).fit(X, y, pair_id=pair_id)
+    reference = est.transform(X[:5]), est.inverse_transform(X[16:21])
+    atol = 1e-3 if compute_dtype == "float32" else 1e-5
+    cases = [
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.int64, np.float64),
+    ]
+    for in_dtype, out_dtype in cases:
+        for as_sparse in (False, True):
+            src, tgt = X[:5].astype(in_dtype), X[16:21].astype(in_dtype)
+            if as_sparse:
+                src, tgt = sp.csr_matrix(src), sp.csr_matrix(tgt)
+            out = est.transform(src), est.inverse_transform(tgt)
+            for got, ref in zip(out, reference, strict=True):
+                assert got.dtype == out_dtype, (in_dtype, as_sparse)
+                if in_dtype is not np.int64:
+                    np.testing.assert_allclose(got, ref, atol=atol)
+
+
 @pytest.mark.parametrize("routing", [False, True])
 def test_pair_id_passes_through_grid_search(routing):
     X, y, pair_id = _tshape(30, 0)
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
-    est = LearnedCostMap(max_iter=3, hidden_sizes=(4,), random_state=0, device="cpu")
+    est = LearnedCostMap(n_iter=3, hidden_sizes=(4,), random_state=0, device="cpu")
     with config_context(enable_metadata_routing=routing):
         if routing:
             est = est.set_fit_request(pair_id=True, subset_id=False)
@@ -229,7 +314,7 @@ def test_pair_id_passes_through_grid_search(routing):
     assert search.best_estimator_.n_pairs_ == 30
     # without pair_id, loss="pairs" cannot fit
     with pytest.raises(ValueError, match="needs known pairs"):
-        LearnedCostMap(max_iter=1).fit(X, y)
+        LearnedCostMap(n_iter=1).fit(X, y)
 
 
 def test_pairs_split_by_the_same_masks_as_x():
@@ -238,15 +323,14 @@ def test_pairs_split_by_the_same_masks_as_x():
     order = np.random.default_rng(0).permutation(24)
     labels = np.array(["ctrl", "drug"])[y]
     est = LearnedCostMap(
-        max_iter=2, source="ctrl", target="drug", random_state=0, device="cpu"
+        n_iter=2, source="ctrl", target="drug", random_state=0, device="cpu"
     ).fit(X[order], labels[order], pair_id=pair_id[order])
     assert est.n_pairs_ == 12
     # ids on one side only (e.g. the partner is in another fold) are ignored
     partial = pair_id.copy()
     partial[12:18] = -1
     assert (
-        LearnedCostMap(max_iter=1, device="cpu").fit(X, y, pair_id=partial).n_pairs_
-        == 6
+        LearnedCostMap(n_iter=1, device="cpu").fit(X, y, pair_id=partial).n_pairs_ == 6
     )
 
 
@@ -264,6 +348,8 @@ def test_pairs_split_by_the_same_masks_as_x():
         ({"hidden_sizes": 3}, {}, "hidden_sizes"),
         ({"flows": "both"}, {}, "flows"),
         ({"loss": "nope"}, {}, "loss"),
+        ({"sinkhorn_tol": 0.0}, {}, "sinkhorn_tol"),
+        ({"chunk_size": 0}, {}, "chunk_size"),
         (
             {"device": "cuda:7"} if not torch.cuda.is_available() else {"dtype": "x"},
             {},
@@ -276,7 +362,7 @@ def test_bad_input_raises_clear_value_error(params, fit_params, match):
     fit_params = {"pair_id": pair_id, **fit_params}
     X0 = X.copy()
     with pytest.raises(ValueError, match=match):
-        LearnedCostMap(max_iter=1, **params).fit(X, y, **fit_params)
+        LearnedCostMap(n_iter=1, **params).fit(X, y, **fit_params)
     np.testing.assert_array_equal(X, X0)
 
 
@@ -285,8 +371,8 @@ def test_nan_and_transform_validation():
     bad = X.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        LearnedCostMap(max_iter=1).fit(bad, y, pair_id=pair_id)
-    est = LearnedCostMap(max_iter=1, device="cpu").fit(X, y, pair_id=pair_id)
+        LearnedCostMap(n_iter=1).fit(bad, y, pair_id=pair_id)
+    est = LearnedCostMap(n_iter=1, device="cpu").fit(X, y, pair_id=pair_id)
     with pytest.raises(ValueError, match="features"):
         est.transform(np.ones((2, 3)))
     Xc = X.copy()
@@ -297,12 +383,16 @@ def test_nan_and_transform_validation():
 
 def test_convergence_warning_and_verbose(capsys):
     X, y, pair_id = _tshape(20, 0)
-    with pytest.warns(ConvergenceWarning, match="Sinkhorn"):
-        est = LearnedCostMap(max_iter=2, sinkhorn_max_iter=1, tol=1e-12).fit(
+    with pytest.warns(
+        ConvergenceWarning,
+        match=r"Sinkhorn.*sinkhorn_tol=1\.0e-12.*Increase sinkhorn_max_iter, "
+        r"sinkhorn_tol or relative_epsilon",
+    ):
+        est = LearnedCostMap(n_iter=2, sinkhorn_max_iter=1, sinkhorn_tol=1e-12).fit(
             X, y, pair_id=pair_id
         )
     assert not est.converged_
-    LearnedCostMap(max_iter=3, verbose=True, relative_epsilon=0.1).fit(
+    LearnedCostMap(n_iter=3, verbose=True, relative_epsilon=0.1).fit(
         X, y, pair_id=pair_id
     )
     assert "loss=" in capsys.readouterr().err

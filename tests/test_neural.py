@@ -1,5 +1,6 @@
 """NeuralSparseMap: ICNN, penalties, annealing schedules, estimator behaviour."""
 
+import copy
 import io
 import pickle
 
@@ -239,6 +240,49 @@ def test_target_dim_annealing_has_two_phases():
     assert np.allclose(np.diff(np.log(temps)), np.log(0.95))
 
 
+@pytest.mark.parametrize("patience", [1, 3])
+def test_target_dim_annealing_stops_once_lambda_settled(patience):
+    # dim = 100 / λ: every λ below 5 breaks dim <= 20, so once λ sits near 5
+    # the lower proposals are all rejected; the chain stops after `patience`
+    # rejections in a row instead of running every temperature
+    def run(patience):
+        stub = _StubModel(
+            lambda lam: {"sparsity": 0, "residue": 0, "dimension": 100 / lam}
+        )
+        lam, history = annealing.anneal_target_dim(
+            stub.train,
+            stub.evaluate,
+            5.0001,
+            target_dim=20,
+            rng=np.random.RandomState(0),
+            n_init=5,
+            n_train=3,
+            n_rollback=1,
+            patience=patience,
+        )
+        return lam, history.as_dict()
+
+    lam_all, full = run(None)
+    lam, rows = run(patience)
+    steps = zip(rows["phase"], rows["accepted"], strict=True)
+    decreases = [accepted for phase, accepted in steps if phase == "decrease"]
+    assert len(decreases) < full["phase"].count("decrease")
+    # it stopped exactly after `patience` rejections in a row
+    assert decreases[-patience:] == [False] * patience
+    streak = 0
+    for accepted in decreases[:-1]:
+        streak = 0 if accepted else streak + 1
+        assert streak < patience
+    assert lam == lam_all == 5.0001 and rows["dimension"][-1] <= 20
+
+
+def test_auto_n_iter_follows_the_schedule():
+    est = NeuralSparseMap()
+    assert est.n_iter == "auto" and est._n_iter() == 2000
+    assert est.set_params(schedule="target_dim", target_dim=5)._n_iter() == 200
+    assert est.set_params(n_iter=17)._n_iter() == 17
+
+
 class _StatefulStub:
     """Dimension rises with every training call at λ < 5 and never recovers:
     only restoring a saved state brings it back (a sparse state is that
@@ -348,8 +392,23 @@ def test_reproducible_and_float32(perturbation_fits):
     c = NeuralSparseMap(random_state=4, **FAST).fit(X, y).transform(X[:20])
     assert not np.allclose(a, c)
     est = NeuralSparseMap(random_state=3, **FAST).fit(X.astype(np.float32), y)
-    assert est.transform(X[:5].astype(np.float32)).dtype == np.float32
-    assert est.transform(X[:5]).dtype == np.float64
+    # every map method follows the input's float dtype
+    for method in (est.transform, est.inverse_transform, est.displacement):
+        assert method(X[:5].astype(np.float32)).dtype == np.float32
+        assert method(X[:5]).dtype == np.float64
+    np.testing.assert_allclose(
+        est.displacement(X[:5]), est.transform(X[:5]) - X[:5], rtol=0, atol=0
+    )
+
+
+def test_chunk_size_does_not_change_the_map(perturbation_fits):
+    X, y, genes, plain, sparse = perturbation_fits
+    whole = sparse.transform(X[:50])
+    # the fitted networks, evaluated 7 rows at a time (float32 matmuls of
+    # other shapes may round differently)
+    chunked = copy.deepcopy(sparse).set_params(chunk_size=7).transform(X[:50])
+    np.testing.assert_allclose(whole, chunked, rtol=1e-5, atol=1e-6)
+    assert sparse.converged_ and plain.converged_
 
 
 def test_target_dim_schedule_fits_and_warns_when_unreachable(perturbation_fits):
@@ -359,6 +418,7 @@ def test_target_dim_schedule_fits_and_warns_when_unreachable(perturbation_fits):
     )
     with pytest.warns(ConvergenceWarning, match="target dimension"):
         est.fit(X, y)
+    assert not est.converged_
     assert set(est.history_["phase"]) <= {"init", "increase"}
     assert np.all(np.diff(est.history_["lam"]) > 0)
 
@@ -366,7 +426,13 @@ def test_target_dim_schedule_fits_and_warns_when_unreachable(perturbation_fits):
 def test_tradeoff_schedule_records_history(perturbation_fits):
     X, y, *_ = perturbation_fits
     est = NeuralSparseMap(
-        schedule="tradeoff", lam=10.0, min_temperature=0.7, random_state=0, **FAST
+        schedule="tradeoff",
+        lam=10.0,
+        min_temperature=0.7,
+        decay=0.95,
+        patience=None,  # every temperature: 0.95^k > 0.7 for k < 7
+        random_state=0,
+        **FAST,
     ).fit(X, y)
     phases = est.history_["phase"]
     assert phases[0] == "init" and phases.count("propose") == 7
@@ -387,7 +453,7 @@ def test_pickle_moves_networks_to_cpu(perturbation_fits):
     X, y, *_ = perturbation_fits
     est = NeuralSparseMap(random_state=0, **FAST).fit(X, y)
     state = est.__getstate__()
-    for name in ("source_potential_", "target_potential_"):
+    for name in ("potential_source_", "potential_target_"):
         assert all(p.device.type == "cpu" for p in state[name].parameters())
     # a model recorded as fitted on a GPU loads and maps on a CPU-only machine
     est.device_ = "cuda:0"

@@ -31,13 +31,13 @@ NEURAL = dict(
 LEARNED = dict(
     loss="low_rank",
     hidden_sizes=(4,),
-    max_iter=3,
+    n_iter=3,
     random_state=0,
     source=0,
     target=1,
     device="cpu",
     relative_epsilon=0.1,
-    tol=1e-4,
+    sinkhorn_tol=1e-4,
     sinkhorn_max_iter=300,
 )
 
@@ -279,7 +279,7 @@ def test_hidden_sizes_accept_integer_sequences():
         check_hidden_sizes("88")
     X, y = _data()
     est = _neural(hidden_sizes=np.array([8, 8])).fit(X, y)
-    assert est.source_potential_.hidden_sizes == (8, 8)
+    assert est.potential_source_.hidden_sizes == (8, 8)
     # an empty ICNN is allowed for the learned cost: h = α‖z‖²
     assert _learned(hidden_sizes=()).fit(X, y).cost_.h_module.icnn is None
 

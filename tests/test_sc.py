@@ -173,7 +173,7 @@ def test_predict_gene_subset_obsm_mask_and_copy():
     cells = np.zeros(adata.n_obs, dtype=bool)
     cells[[0, 5, 7, 50]] = True  # three control cells and a stimulated one
     out = sc.predict(
-        adata, est, cells=cells, obsm_key="mapped", copy=True, batch_size=3
+        adata, est, cells=cells, obsm_key="mapped", copy=True, chunk_size=3
     )
     assert "mapped" not in adata.obsm and "skmonge_mean_disp" not in adata.var
     assert "skmonge_mapped" not in out.layers  # obsm instead of a layer

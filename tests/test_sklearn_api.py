@@ -295,7 +295,7 @@ def test_learned_cost_map_scores_a_one_population_fold():
     X, y = _sorted_cells(n=30, d=3)
     train = np.r_[0:20, 30:50]
     est = LearnedCostMap(
-        max_iter=0, device="cpu", random_state=0, source="ctrl", target="stim"
+        n_iter=0, device="cpu", random_state=0, source="ctrl", target="stim"
     )
     est.fit(X[train], y[train], pair_id=np.r_[np.arange(20), np.arange(20)])
     expected = -sinkhorn_divergence(est.transform(X[20:30]), est.target_)

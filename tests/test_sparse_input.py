@@ -165,7 +165,7 @@ class _ToarraySpy:
 
 def test_transform_densifies_sparse_input_chunk_by_chunk(monkeypatch):
     X, y = _sparse_data(n=30, d=20, seed=5)
-    est = EntropicSparseMap(gamma=0.5, batch_size=64).fit(X, y)
+    est = EntropicSparseMap(gamma=0.5, chunk_size=64).fit(X, y)
     rng = np.random.default_rng(6)
     big = sp.random(1000, 20, density=0.1, random_state=rng, format="csr") * 5.0
     expected = est.transform(big.toarray())
@@ -183,7 +183,7 @@ def test_transform_densifies_sparse_input_chunk_by_chunk(monkeypatch):
 
 
 def test_default_chunks_bound_the_densified_rows(monkeypatch):
-    # batch_size=None: rows per chunk follow from the 64 MiB budget
+    # chunk_size=None: rows per chunk follow from the 64 MiB budget
     # (8 bytes * (2 * 25 + 3 * 3000) per row -> 926 rows here), so a
     # 2000-row sparse matrix is densified in 3 pieces, never whole.
     rng = np.random.default_rng(7)

@@ -252,10 +252,13 @@ class LearnedCostMap(BaseMonge):
         Adam step size of the cost network (and the directions).
     flow_learning_rate : float, default=1e-3
         Adam step size of the flows.
-    max_iter : int, default=500
-        Training steps (0 keeps the initial cost, :math:`≈ α\|z\|^2`).
-    tol : float, default=1e-5
-        Sinkhorn tolerance on the ℓ1 marginal error.
+    n_iter : int, default=500
+        Training steps, i.e. Adam updates of the cost (and flows); 0 keeps
+        the initial cost, :math:`≈ α\|z\|^2`.
+    sinkhorn_tol : float, default=1e-5
+        Tolerance of the inner Sinkhorn solves (every training step, the
+        final solve and ``transport_plan`` on new data) on the ℓ1 marginal
+        error.
     sinkhorn_max_iter : int, default=5000
         Sinkhorn iterations of the final solve (the fitted potentials).
     train_sinkhorn_iter : int, default=100
@@ -272,11 +275,15 @@ class LearnedCostMap(BaseMonge):
         root-mean-square distance between source and target rows to lie in
         ``[1.5e-7, 1.2e77]`` for float64 and ``[3.5e-3, 4.3e9]`` for float32
         (rounding noise below, overflow above), and raises a ``ValueError``
-        otherwise.
+        otherwise. It does not set the output dtype: ``transform`` and
+        ``inverse_transform`` return the floating dtype of their input
+        (float32 or float64; float64 for any other input dtype).
     device : str, default="auto"
         Torch device; ``"auto"`` is CUDA when available.
-    batch_size : int, default=None
-        Rows per chunk when mapping new points (256 when None).
+    chunk_size : int, default=None
+        Rows per chunk when mapping points with ``transform`` and
+        ``inverse_transform`` (256 when None); bounds their memory, not the
+        result.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation of the networks and directions.
     verbose : bool, default=False
@@ -291,19 +298,33 @@ class LearnedCostMap(BaseMonge):
         Absolute ε of the fitted map.
     source_, target_ : ndarray of shape (n_source, n_features), (n_target, n_features)
         Fitted samples (float64).
-    potential_source_, potential_target_ : ndarray
-        Sinkhorn potentials ``f`` and ``g`` for the learned cost and
-        ``epsilon_``.
+    potential_source_ : ndarray of shape (n_source,)
+        The entropic potential ``f`` on the fitted source points
+        ``source_`` (float64), as in :class:`~skmonge.EntropicSparseMap`:
+        with ``potential_target_``, the plan is
+        ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / epsilon_)`` for the learned
+        cost ``C = cost_(source_, target_)`` and uniform weights.
+    potential_target_ : ndarray of shape (n_target,)
+        The entropic potential ``g`` on the fitted target points
+        ``target_`` (float64); ``transform`` uses it.
     directions_ : ndarray of shape (n_directions, n_features)
         Learned unit directions (``loss="k_directional"`` only).
     n_pairs_ : int
         Known pairs used (``pair_id``), 0 when none.
-    loss_curve_ : ndarray
-        Training loss at every step (length ``n_iter_``).
+    loss_curve_ : ndarray of shape (n_iter_,)
+        Training loss at every step.
     n_iter_ : int
-        Training steps run.
+        Training steps actually run: ``n_iter``, or 0 when nothing is
+        trainable (``hidden_sizes=()``, ``flows=None`` and no learned
+        directions).
     converged_ : bool
-        Whether the final Sinkhorn solve and inner solver converged.
+        Whether the final Sinkhorn solve met ``sinkhorn_tol`` within
+        ``sinkhorn_max_iter`` iterations and the inner solver of
+        :math:`(∇h_θ)^{-1}` converged at the last training step (else a
+        ``ConvergenceWarning`` is emitted too).
+    device_ : str
+        Device the model was fitted on (the resolved ``device``, e.g.
+        ``"cpu"`` or ``"cuda"``).
     source_label_, target_label_ : label
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -313,7 +334,7 @@ class LearnedCostMap(BaseMonge):
     >>> from skmonge import LearnedCostMap
     >>> from skmonge.datasets import make_inverse_ot
     >>> X, y, pair_id = make_inverse_ot("t_shape", n_samples=64, random_state=0)
-    >>> est = LearnedCostMap(max_iter=20, random_state=0)
+    >>> est = LearnedCostMap(n_iter=20, random_state=0)
     >>> est.fit(X, y, pair_id=pair_id).transform(X[:3]).shape
     (3, 2)
     """
@@ -341,15 +362,15 @@ class LearnedCostMap(BaseMonge):
         "reverse": ["boolean"],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "flow_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
-        "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
-        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "sinkhorn_tol": [Interval(numbers.Real, 0, None, closed="neither")],
         "sinkhorn_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "train_sinkhorn_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "source": "no_validation",
         "target": "no_validation",
         "dtype": [StrOptions({"float32", "float64"})],
         "device": [str],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "chunk_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -375,15 +396,15 @@ class LearnedCostMap(BaseMonge):
         reverse=True,
         learning_rate=3e-3,
         flow_learning_rate=1e-3,
-        max_iter=500,
-        tol=1e-5,
+        n_iter=500,
+        sinkhorn_tol=1e-5,
         sinkhorn_max_iter=5000,
         train_sinkhorn_iter=100,
         source=None,
         target=None,
         dtype="float64",
         device="auto",
-        batch_size=None,
+        chunk_size=None,
         random_state=None,
         verbose=False,
     ):
@@ -406,15 +427,15 @@ class LearnedCostMap(BaseMonge):
         self.reverse = reverse
         self.learning_rate = learning_rate
         self.flow_learning_rate = flow_learning_rate
-        self.max_iter = max_iter
-        self.tol = tol
+        self.n_iter = n_iter
+        self.sinkhorn_tol = sinkhorn_tol
         self.sinkhorn_max_iter = sinkhorn_max_iter
         self.train_sinkhorn_iter = train_sinkhorn_iter
         self.source = source
         self.target = target
         self.dtype = dtype
         self.device = device
-        self.batch_size = batch_size
+        self.chunk_size = chunk_size
         self.random_state = random_state
         self.verbose = verbose
 
@@ -517,7 +538,7 @@ class LearnedCostMap(BaseMonge):
 
     def _relative_epsilons(self):
         """Relative ε of every training step (geometric decay when asked)."""
-        steps = max(1, self.max_iter)
+        steps = max(1, self.n_iter)
         if self.relative_epsilon_init is None or steps == 1:
             return np.full(steps, float(self.relative_epsilon))
         return np.geomspace(
@@ -589,7 +610,7 @@ class LearnedCostMap(BaseMonge):
         if flow_params:
             groups_param.append({"params": flow_params, "lr": self.flow_learning_rate})
         n_trainable = sum(p.numel() for g in groups_param for p in g["params"])
-        max_iter = int(self.max_iter) if n_trainable else 0
+        n_iter = int(self.n_iter) if n_trainable else 0
 
         # ------------------------------------------------- what the loss needs
         loss = self.loss
@@ -627,8 +648,8 @@ class LearnedCostMap(BaseMonge):
         }
 
         rel_eps = self._relative_epsilons()
-        history = torch.zeros(max_iter, dtype=tdtype, device=device)
-        optimizer = torch.optim.Adam(groups_param) if max_iter else None
+        history = torch.zeros(n_iter, dtype=tdtype, device=device)
+        optimizer = torch.optim.Adam(groups_param) if n_iter else None
         g_abs = None  # warm start of Sinkhorn, absolute units (detached)
         z_prev = None  # warm start of (∇h)^{-1}
         solver_ok = True
@@ -636,7 +657,7 @@ class LearnedCostMap(BaseMonge):
         def push():
             return cost.push_source(Xs), cost.push_target(Yt)
 
-        bar = tqdm(range(max_iter), desc="LearnedCostMap", disable=not self.verbose)
+        bar = tqdm(range(n_iter), desc="LearnedCostMap", disable=not self.verbose)
         for step in bar:
             Xp, Yp = push()
             if needs_map:
@@ -647,7 +668,7 @@ class LearnedCostMap(BaseMonge):
             K = C / eps
             g_init = None if g_abs is None else g_abs / eps.detach()
             f_t, g_t = sinkhorn_potentials(
-                K, log_a, log_b, g_init, self.tol, self.train_sinkhorn_iter
+                K, log_a, log_b, g_init, self.sinkhorn_tol, self.train_sinkhorn_iter
             )
             g_abs = (g_t * eps).detach()
             objective = C.new_zeros(())
@@ -734,7 +755,7 @@ class LearnedCostMap(BaseMonge):
             optimizer.step()
             h.clamp_weights_()
             history[step] = objective.detach()
-            if self.verbose and (step % _BAR_EVERY == 0 or step == max_iter - 1):
+            if self.verbose and (step % _BAR_EVERY == 0 or step == n_iter - 1):
                 bar.set_postfix(loss=f"{float(objective.detach()):.4g}")
 
         # ------------------------------------------- final potentials and map
@@ -750,9 +771,10 @@ class LearnedCostMap(BaseMonge):
             eps = float(self.relative_epsilon) * mean_cost
             g_init = None if g_abs is None else g_abs / eps
             f_t, g_t, n_sink, err = sinkhorn_log(
-                C / eps, log_a, log_b, g_init, self.tol, self.sinkhorn_max_iter
+                C / eps, log_a, log_b, g_init, self.sinkhorn_tol, self.sinkhorn_max_iter
             )
-        sink_ok = err <= self.tol
+        sink_ok = err <= self.sinkhorn_tol
+        self.device_ = str(device)
         self.cost_ = cost
         self.epsilon_ = eps
         self.source_ = Xs_np
@@ -766,14 +788,14 @@ class LearnedCostMap(BaseMonge):
         )
         self.n_pairs_ = int(pairs[0].size)
         self.loss_curve_ = to_numpy(history, np.float64)
-        self.n_iter_ = max_iter
+        self.n_iter_ = n_iter
         self.converged_ = bool(sink_ok and solver_ok)
         if not sink_ok:
             warnings.warn(
                 f"Sinkhorn did not converge for the learned cost: marginal error "
-                f"{err:.3e} > tol={self.tol:.1e} after {n_sink} iterations "
-                f"(epsilon={eps:.4g}). Increase sinkhorn_max_iter or "
-                "relative_epsilon.",
+                f"{err:.3e} > sinkhorn_tol={self.sinkhorn_tol:.1e} after {n_sink} "
+                f"iterations (epsilon={eps:.4g}). Increase sinkhorn_max_iter, "
+                "sinkhorn_tol or relative_epsilon.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -798,7 +820,7 @@ class LearnedCostMap(BaseMonge):
         cost = self.cost_
         device, tdtype = cost.device, cost.dtype
         out_dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        chunk = 256 if self.batch_size is None else int(self.batch_size)
+        chunk = 256 if self.chunk_size is None else int(self.chunk_size)
         out = np.empty(X.shape, dtype=out_dtype)
         info, converged = {}, True
         # forward: x -> Φ_ν^{-1}(Φ_μ(x) - z); reverse: y -> Φ_μ^{-1}(Φ_ν(y) + z),
@@ -913,7 +935,9 @@ class LearnedCostMap(BaseMonge):
         X_source, X_target = self._split_fitted_labels(X, y)
         C = self.cost_(X_source, X_target)
         eps = float(self.relative_epsilon) * float(C.mean())
-        result = sinkhorn(C, eps, tol=self.tol, max_iter=self.sinkhorn_max_iter)
+        result = sinkhorn(
+            C, eps, tol=self.sinkhorn_tol, max_iter=self.sinkhorn_max_iter
+        )
         return numpy_plan(C, result.f, result.g, eps)
 
     def __getstate__(self):

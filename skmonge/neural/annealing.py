@@ -223,6 +223,7 @@ def anneal_tradeoff(
     decay=0.95,
     radius=3.0,
     min_radius=0.01,
+    patience=None,
     history=None,
     on_round=None,
     snapshot=None,
@@ -238,7 +239,8 @@ def anneal_tradeoff(
     the state the model is really in); with ``snapshot()`` / ``restore(state)``
     callbacks the model saved at the last accepted λ is restored instead. The
     temperature decays by ``decay`` each round until it reaches
-    ``min_temperature``.
+    ``min_temperature``, or until ``patience`` proposals in a row have been
+    rejected (λ has settled; ``None`` never stops early).
 
     Returns
     -------
@@ -261,6 +263,7 @@ def anneal_tradeoff(
     norm.update(current)
     history.record("init", lam, temperature, current)
     rollback.keep(current)
+    settled = _Patience(patience)
     for tem in _temperatures(temperature, min_temperature, decay):
         candidate = propose_intensity(lam, tem, rng, "both", radius, min_radius)
         train(candidate, n_train)
@@ -277,6 +280,8 @@ def anneal_tradeoff(
             history.record("rollback", lam, tem, current)
         if on_round is not None:
             on_round(lam, current)
+        if settled(accepted):
+            break
     return lam, history
 
 
@@ -295,6 +300,7 @@ def anneal_target_dim(
     decay=0.95,
     radius=3.0,
     min_radius=0.01,
+    patience=None,
     history=None,
     on_round=None,
     snapshot=None,
@@ -310,7 +316,10 @@ def anneal_target_dim(
     to the kept λ: restored from the state saved when the constraint last
     held (``snapshot`` / ``restore`` callbacks), or trained ``n_rollback``
     iterations at it (as in Algorithm 1). Restoring guarantees that the final
-    map meets the constraint whenever phase 1 did.
+    map meets the constraint whenever phase 1 did. Phase 2 ends early once
+    ``patience`` lower λ in a row have broken the constraint: λ has settled
+    at the smallest intensity that meets it (``None``: run every
+    temperature).
 
     Returns
     -------
@@ -339,6 +348,7 @@ def anneal_target_dim(
     if current["dimension"] <= target_dim:
         rollback.keep(current)
     rest = temperatures if tem is None else _chain(tem, temperatures)
+    settled = _Patience(patience)
     for tem in rest:
         candidate = propose_intensity(lam, tem, rng, "down", radius, min_radius)
         train(candidate, n_train)
@@ -353,7 +363,21 @@ def anneal_target_dim(
             history.record("rollback", lam, tem, current)
         if on_round is not None:
             on_round(lam, current)
+        if settled(accepted):
+            break
     return lam, history
+
+
+class _Patience:
+    """Counts rejected proposals in a row; true once ``patience`` is reached."""
+
+    def __init__(self, patience):
+        self.patience = patience
+        self.rejected = 0
+
+    def __call__(self, accepted):
+        self.rejected = 0 if accepted else self.rejected + 1
+        return self.patience is not None and self.rejected >= self.patience
 
 
 def _chain(first, rest):
