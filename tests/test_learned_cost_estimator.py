@@ -448,3 +448,24 @@ def test_pair_metrics_by_hand():
     assert incorrect_mass(P, [-1] * 3, [-1] * 3) == 0.0
     with pytest.raises(ValueError, match="shape"):
         incorrect_mass(P, [0, 1], [0, 1, 2])
+
+
+@pytest.mark.parametrize("loss", ["low_rank", "k_directional"])
+def test_losses_that_fit_on_x_and_y_alone(loss):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.repeat([0, 1], 20)
+    est = LearnedCostMap(loss=loss, n_iter=2, hidden_sizes=(4,), device="cpu")
+    assert est.fit(X, y).transform(X[:3]).shape == (3, 3)
+
+
+def test_default_loss_without_pairs_says_what_each_loss_needs():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.repeat([0, 1], 20)
+    with pytest.raises(ValueError, match="needs known pairs") as info:
+        LearnedCostMap(n_iter=1, device="cpu").fit(X, y)
+    message = str(info.value)
+    assert "'subsets' subset_id" in message and "(X, y) alone" in message
+    with pytest.raises(ValueError, match="'low_rank' and 'k_directional'"):
+        LearnedCostMap(loss="subsets", n_iter=1, device="cpu").fit(X, y)

@@ -31,9 +31,9 @@ from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from .._base import BaseMonge, _dense, check_finite_rows, dense_rows
+from .._progress import Progress
 from .._torch import (
     import_torch,
     resolve_device,
@@ -46,6 +46,11 @@ from .._torch import (
 __all__ = ["LearnedCostMap"]
 
 _LOSSES = {"pairs", "subsets", "low_rank", "k_directional", "coupling"}
+# What each loss needs besides (X, y), for the error of a fit without it.
+_LOSS_NEEDS = (
+    "The losses need: 'pairs' and 'coupling' the fit parameter pair_id, "
+    "'subsets' subset_id; 'low_rank' and 'k_directional' fit on (X, y) alone."
+)
 # Refresh the progress bar's loss (a host sync) every this many steps.
 _BAR_EVERY = 10
 
@@ -260,7 +265,8 @@ class LearnedCostMap(BaseMonge):
         final solve and ``transport_plan`` on new data) on the ℓ1 marginal
         error.
     sinkhorn_max_iter : int, default=5000
-        Sinkhorn iterations of the final solve (the fitted potentials).
+        Sinkhorn iterations of the final solve (the fitted potentials) and of
+        ``transport_plan`` on new data.
     train_sinkhorn_iter : int, default=100
         Maximum Sinkhorn iterations per training step. Each step is
         warm-started from the previous one, so the potentials keep converging
@@ -460,12 +466,13 @@ class LearnedCostMap(BaseMonge):
             raise ValueError(
                 f"loss={self.loss!r} needs known pairs: pass pair_id (one id per "
                 "row, -1 for unpaired rows) with at least one id shared by a "
-                "source row and a target row."
+                f"source row and a target row. {_LOSS_NEEDS}"
             )
         if self.loss == "subsets" and not groups:
             raise ValueError(
                 "loss='subsets' needs subset_id (one id per row, -1 for none) "
-                "with at least one id present among both source and target rows."
+                "with at least one id present among both source and target "
+                f"rows. {_LOSS_NEEDS}"
             )
         return pairs, groups
 
@@ -657,8 +664,8 @@ class LearnedCostMap(BaseMonge):
         def push():
             return cost.push_source(Xs), cost.push_target(Yt)
 
-        bar = tqdm(range(n_iter), desc="LearnedCostMap", disable=not self.verbose)
-        for step in bar:
+        progress = Progress(n_iter, "LearnedCostMap", self.verbose)
+        for step in range(n_iter):
             Xp, Yp = push()
             if needs_map:
                 C, G = pairwise_cost(h, Xp, Yp, with_gradient=True, create_graph=True)
@@ -755,8 +762,11 @@ class LearnedCostMap(BaseMonge):
             optimizer.step()
             h.clamp_weights_()
             history[step] = objective.detach()
-            if self.verbose and (step % _BAR_EVERY == 0 or step == n_iter - 1):
-                bar.set_postfix(loss=f"{float(objective.detach()):.4g}")
+            if progress.active and (step % _BAR_EVERY == 0 or step == n_iter - 1):
+                # a host sync: only every _BAR_EVERY steps, and only verbose
+                progress.show(loss=f"{float(objective.detach()):.4g}")
+            progress.step()
+        progress.close()
 
         # ------------------------------------------- final potentials and map
         with torch.no_grad():
