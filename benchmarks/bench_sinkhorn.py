@@ -33,7 +33,7 @@ import warnings
 import numba
 import numpy as np
 
-from skmonge._pairwise import sqeuclidean_half
+from skmonge._kernels.separable import sqeuclidean_half
 from skmonge.sinkhorn import sinkhorn
 
 

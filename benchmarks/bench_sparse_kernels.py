@@ -17,7 +17,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from skmonge import _pairwise as pw
+from skmonge._kernels import separable as pw
 from skmonge.datasets import load_kang2018
 
 

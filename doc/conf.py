@@ -79,7 +79,7 @@ def _public_modules():
     """``skmonge`` and every public module below it, subpackages included.
 
     A module is public when no component of its dotted name starts with an
-    underscore (``skmonge.neural.icnn`` is, ``skmonge._prox`` is not).
+    underscore (``skmonge.neural.icnn`` is, ``skmonge._kernels.kovlp`` is not).
     """
     names = ["skmonge"]
     for info in pkgutil.walk_packages(skmonge.__path__, prefix="skmonge."):

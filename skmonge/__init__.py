@@ -11,11 +11,14 @@ NeuralSparseMap
 LearnedCostMap
     Entropic map for a learned convex cost (ICNN, optional flows), Howard,
     Deligiannidis, Rebeschini & Thornton (torch).
+sparsity_path
+    EntropicSparseMap along a warm-started γ grid derived from the data
+    (the analogue of ``lasso_path``).
 
 Submodules: :mod:`skmonge.costs`, :mod:`skmonge.sinkhorn`,
 :mod:`skmonge.metrics`, :mod:`skmonge.datasets`, :mod:`skmonge.inspection`
 (per-gene displacement reports), :mod:`skmonge.plotting`, :mod:`skmonge.sc`
-(AnnData).
+(AnnData), :mod:`skmonge.path` (γ paths).
 
 Estimators are imported on first access: scikit-learn alone takes about 2 s
 to import on a small machine, and ``import skmonge`` should stay instant
@@ -30,6 +33,7 @@ _LAZY = {
     "EntropicSparseMap": "skmonge.entropic",
     "NeuralSparseMap": "skmonge.neural.estimator",
     "LearnedCostMap": "skmonge.learned_cost.estimator",
+    "sparsity_path": "skmonge.path",
 }
 _SUBMODULES = {
     "costs",
@@ -39,9 +43,16 @@ _SUBMODULES = {
     "inspection",
     "plotting",
     "sc",
+    "path",
 }
 
-__all__ = ["EntropicSparseMap", "NeuralSparseMap", "LearnedCostMap", "__version__"]
+__all__ = [
+    "EntropicSparseMap",
+    "NeuralSparseMap",
+    "LearnedCostMap",
+    "sparsity_path",
+    "__version__",
+]
 
 
 def __getattr__(name):

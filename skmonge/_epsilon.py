@@ -29,13 +29,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .sinkhorn import (
-    _exact_row_weights,
-    _fexp,
-    _row_max_logit,
-    _row_spread,
-    sinkhorn,
-)
+from ._kernels.fastmath import _fexp
+from ._kernels.sinkhorn import _exact_row_weights, _row_max_logit, _row_spread
+from .sinkhorn import sinkhorn
 
 __all__ = ["perplexity_epsilon", "plan_perplexity"]
 

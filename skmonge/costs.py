@@ -22,8 +22,8 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from . import _pairwise, _prox
 from ._arrays import as_float_2d, common_float_dtype
+from ._kernels import kovlp, separable
 
 __all__ = [
     "TranslationInvariantCost",
@@ -141,7 +141,7 @@ class TranslationInvariantCost:
         only visit the non-zeros of each ``y_j``.
         """
         X, Y, dtype = _dense_rows_and_cloud(X, Y)
-        C = _pairwise.sqeuclidean_half(X, Y)
+        C = separable.sqeuclidean_half(X, Y)
         if not self.is_quadratic:
             C += self.tau_matrix(X, Y)
         return C
@@ -243,22 +243,22 @@ class _SeparableElastic(TranslationInvariantCost):
 
     # The kernels coerce their inputs (dtype, contiguity) themselves.
     def tau(self, Z):
-        return _pairwise.separable_tau_rows(Z, self._kind, self.gamma)
+        return separable.separable_tau_rows(Z, self._kind, self.gamma)
 
     def grad_tau(self, Z):
-        return _pairwise.separable_grad_tau(Z, self._kind, self.gamma)
+        return separable.separable_grad_tau(Z, self._kind, self.gamma)
 
     def tau_matrix(self, X, Y):
         if sp.issparse(Y):
-            return _pairwise.separable_tau_pairwise_csr(X, Y, self._kind, self.gamma)
-        return _pairwise.separable_tau_pairwise(X, Y, self._kind, self.gamma)
+            return separable.separable_tau_pairwise_csr(X, Y, self._kind, self.gamma)
+        return separable.separable_tau_pairwise(X, Y, self._kind, self.gamma)
 
     def grad_tau_aggregate(self, X, Y, P):
         if sp.issparse(Y):
-            return _pairwise.separable_grad_tau_aggregate_csr(
+            return separable.separable_grad_tau_aggregate_csr(
                 X, Y, P, self._kind, self.gamma
             )
-        return _pairwise.separable_grad_tau_aggregate(X, Y, P, self._kind, self.gamma)
+        return separable.separable_grad_tau_aggregate(X, Y, P, self._kind, self.gamma)
 
 
 class ElasticL1(_SeparableElastic):
@@ -274,11 +274,11 @@ class ElasticL1(_SeparableElastic):
         Strength of the ℓ1 term (> 0).
     """
 
-    _kind = _pairwise.KIND_L1
+    _kind = separable.KIND_L1
     sparse_density_cutoff = 0.02
 
     def prox(self, Z):
-        return _prox.soft_threshold(as_float_2d(Z), self.gamma)
+        return separable.soft_threshold(as_float_2d(Z), self.gamma)
 
     def tau_tensor(self, Z):
         r""":math:`γ‖z‖_1` row-wise on a torch tensor."""
@@ -303,11 +303,11 @@ class ElasticSTVS(_SeparableElastic):
         Threshold scale (> 0).
     """
 
-    _kind = _pairwise.KIND_STVS
+    _kind = separable.KIND_STVS
     sparse_density_cutoff = 0.04
 
     def prox(self, Z):
-        return _prox.stvs_prox(as_float_2d(Z), self.gamma)
+        return separable.stvs_prox(as_float_2d(Z), self.gamma)
 
     def tau_tensor(self, Z):
         r""":math:`γ² \sum_t (σ_t + ½ - ½e^{-2σ_t})`, ``σ_t = asinh(|z_t|/2γ)``,
@@ -352,30 +352,30 @@ class ElasticKOverlap(TranslationInvariantCost):
     def tau(self, Z):
         Z = as_float_2d(Z)
         self._check_k(Z.shape[1])
-        return (0.5 * self.gamma) * _prox.kovlp_sq_norm(Z, self.k)
+        return (0.5 * self.gamma) * kovlp.kovlp_sq_norm(Z, self.k)
 
     def grad_tau(self, Z):
         Z = as_float_2d(Z)
         self._check_k(Z.shape[1])
-        return self.gamma * _prox.kovlp_grad_half_sq(Z, self.k)
+        return self.gamma * kovlp.kovlp_grad_half_sq(Z, self.k)
 
     def prox(self, Z):
         Z = as_float_2d(Z)
         self._check_k(Z.shape[1])
-        return _prox.kovlp_prox(Z, self.gamma, self.k)
+        return kovlp.kovlp_prox(Z, self.gamma, self.k)
 
     # The k-overlap norm is not separable: a sparse cloud is densified.
     def tau_matrix(self, X, Y):
         self._check_k(np.shape(X)[1])
         Y = Y.toarray() if sp.issparse(Y) else Y
-        M = _prox.kovlp_sq_norm_pairwise(X, Y, self.k)
+        M = kovlp.kovlp_sq_norm_pairwise(X, Y, self.k)
         M *= M.dtype.type(0.5 * self.gamma)
         return M
 
     def grad_tau_aggregate(self, X, Y, P):
         self._check_k(np.shape(X)[1])
         Y = Y.toarray() if sp.issparse(Y) else Y
-        G = _prox.kovlp_grad_aggregate(X, Y, P, self.k)
+        G = kovlp.kovlp_grad_aggregate(X, Y, P, self.k)
         G *= G.dtype.type(self.gamma)
         return G
 

@@ -101,7 +101,16 @@ class EntropicSparseMap(BaseMonge):
         given (``gamma`` and ``k`` are then ignored).
     gamma : float, default=1.0
         Strength of the sparsifying regulariser (> 0). Larger values give
-        sparser (eventually null) displacements.
+        sparser (eventually null) displacements. With ``target_dim`` it is
+        only the starting point of the search for γ.
+    target_dim : float, default=None
+        Choose γ instead: the mean number of moved features per training
+        source cell (:math:`|Δ| > 10^{-8}`) is brought within 10 % of
+        ``target_dim`` by a search on a warm-started γ path (bracketing by
+        factors of 4, then secant steps in log γ; at most 16 fits). The same
+        meaning as :class:`~skmonge.NeuralSparseMap`'s ``target_dim``. The
+        chosen γ is ``gamma_``, the fits of the search ``path_``. Needs an
+        elastic cost.
     k : int, default=None
         Support size of the k-overlap norm; required for
         ``cost="elastic_kovlp"``, ignored otherwise.
@@ -140,6 +149,12 @@ class EntropicSparseMap(BaseMonge):
     ----------
     cost_ : TranslationInvariantCost
         The cost object used.
+    gamma_ : float or None
+        γ of the fitted cost: ``gamma``, the one ``target_dim`` chose, or a
+        cost object's own; ``None`` for ``"sqeuclidean"``.
+    path_ : SparsityPath
+        Only with ``target_dim``: the fits of the γ search
+        (:class:`skmonge.path.SparsityPath`, largest γ first).
     epsilon_ : float
         Entropic regularisation actually used (absolute, in cost units).
     source_ : ndarray or CSR matrix of shape (n_source, n_features)
@@ -185,6 +200,7 @@ class EntropicSparseMap(BaseMonge):
         "epsilon": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "relative_epsilon": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "perplexity": [Interval(numbers.Real, 1, None, closed="left")],
+        "target_dim": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
         "source": "no_validation",
@@ -201,6 +217,7 @@ class EntropicSparseMap(BaseMonge):
         epsilon=None,
         relative_epsilon=None,
         perplexity=50,
+        target_dim=None,
         max_iter=10_000,
         tol=1e-6,
         source=None,
@@ -214,6 +231,7 @@ class EntropicSparseMap(BaseMonge):
         self.epsilon = epsilon
         self.relative_epsilon = relative_epsilon
         self.perplexity = perplexity
+        self.target_dim = target_dim
         self.max_iter = max_iter
         self.tol = tol
         self.source = source
@@ -239,6 +257,19 @@ class EntropicSparseMap(BaseMonge):
         -------
         self : EntropicSparseMap
         """
+        if self.target_dim is not None:
+            from .path import fit_to_target_dim  # path builds on this module
+
+            return fit_to_target_dim(self, X, y)
+        return self._fit(X, y)
+
+    def _fit(self, X, y, g_init=None):
+        """The fit, with an optional warm start ``g_init`` of the target potential.
+
+        :func:`skmonge.sparsity_path` warm-starts each γ from the previous
+        one (same target cells, nearby cost); the fixed point, hence the
+        fitted map, is the cold fit's to the tolerance.
+        """
         X_source, X_target = self._validate_fit_input(X, y)
         cost = make_cost(self.cost, gamma=self.gamma, k=self.k)
         # sparse clouds stay sparse only where the cost's kernels gain from it
@@ -248,10 +279,18 @@ class EntropicSparseMap(BaseMonge):
         C = self._fit_cost_matrix(cost, X_source, X_target)
         _check_costs_finite(C, "source and target rows of X")
         epsilon = self._resolve_epsilon(C)
+        if g_init is not None and np.shape(g_init) != (C.shape[1],):
+            g_init = None  # another target sample: no warm start
         result = sinkhorn(
-            C, epsilon, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
+            C,
+            epsilon,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            verbose=self.verbose,
+            g_init=g_init,
         )
         self.cost_ = cost
+        self.gamma_ = getattr(cost, "gamma", None)
         self.epsilon_ = epsilon
         self.source_ = X_source
         self.target_ = X_target

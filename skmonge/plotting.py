@@ -40,6 +40,7 @@ __all__ = [
     "plot_feature_displacements",
     "plot_group_displacements",
     "plot_sparsity_tradeoff",
+    "plot_sparsity_path",
     "plot_lambda_trajectory",
 ]
 
@@ -740,6 +741,59 @@ def _sort_key(value):
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return (0, float(value), "")
     return (1, 0.0, str(value))
+
+
+def plot_sparsity_path(path, *, gamma=None, ax=None, dimension=False):
+    r"""Moved fraction and held-out fit along a γ path, the chosen γ marked.
+
+    Draws :attr:`~skmonge.path.SparsityPath.moved_fraction` (or the moved
+    features per cell, with ``dimension=True``) against γ on a log axis,
+    and, when the path was computed with validation data, its held-out
+    ``score`` (minus the Sinkhorn divergence) on a second y axis.
+
+    Parameters
+    ----------
+    path : SparsityPath
+        From :func:`skmonge.sparsity_path` (or an estimator's ``path_``).
+    gamma : float, default=None
+        A γ to mark with a vertical line (e.g. ``est.gamma_``).
+    ax : matplotlib Axes, default=None
+    dimension : bool, default=False
+        Plot the mean number of moved features per cell instead of the
+        fraction.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The axes of the sparsity curve (the score axis is ``ax.right_ax``
+        when drawn).
+    """
+    for name in ("gammas", "moved_fraction", "dimension", "score"):
+        if not hasattr(path, name):
+            raise ValueError(
+                f"path must be a SparsityPath (from skmonge.sparsity_path); "
+                f"{type(path).__name__} has no {name!r}."
+            )
+    ax = _new_axes(ax)
+    order = np.argsort(path.gammas)
+    gammas = np.asarray(path.gammas)[order]
+    values = np.asarray(path.dimension if dimension else path.moved_fraction)[order]
+    ax.plot(gammas, values, marker="o", color="tab:blue")
+    ax.set_xscale("log")
+    ax.set_xlabel("γ")
+    ax.set_ylabel("moved features per cell" if dimension else "fraction moved")
+    ax.tick_params(axis="y", colors="tab:blue")
+    score = np.asarray(path.score)[order]
+    if np.any(np.isfinite(score)):
+        right = ax.twinx()
+        right.plot(gammas, score, marker="s", color="tab:orange")
+        right.set_ylabel("held-out score (− Sinkhorn divergence)")
+        right.tick_params(axis="y", colors="tab:orange")
+        ax.right_ax = right
+    if gamma is not None:
+        ax.axvline(float(gamma), color="0.4", ls=":", label=f"γ = {float(gamma):.3g}")
+        ax.legend(loc="best", fontsize="small")
+    return ax
 
 
 def plot_sparsity_tradeoff(

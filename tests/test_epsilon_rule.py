@@ -6,7 +6,7 @@ from scipy.special import softmax
 
 from skmonge import EntropicSparseMap
 from skmonge._epsilon import perplexity_epsilon, plan_perplexity
-from skmonge._pairwise import sqeuclidean_half
+from skmonge._kernels.separable import sqeuclidean_half
 from skmonge.sinkhorn import sinkhorn
 
 

@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import expected_failed_checks  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 from sklearn import config_context  # noqa: E402
 from sklearn.base import clone  # noqa: E402
@@ -26,15 +27,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-# Same expected failures as EntropicSparseMap (tests/test_sklearn_api.py):
-# both checks fit on y = X[:, 0].astype(int), whose labels (1 and 2) do not
-# include the source label 0, a ValueError by design.
-EXPECTED_FAILED_CHECKS = {
-    "check_estimators_dtypes": "its y does not contain the source label 0",
-    "check_fit2d_1feature": "its y does not contain the source label 0",
-}
 
 
 def _fast(**params):
@@ -57,7 +49,7 @@ def _fast(**params):
 
 @parametrize_with_checks(
     [_fast(), _fast(loss="k_directional", flows="shared", flow_hidden_sizes=(4,))],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+    expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -11,7 +11,7 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 
 import skmonge.sinkhorn as sk
-from skmonge._pairwise import sqeuclidean_half
+from skmonge._kernels.separable import sqeuclidean_half
 from skmonge.sinkhorn import (
     gibbs_weights,
     lse_potential,

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import expected_failed_checks
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -16,25 +17,13 @@ from skmonge import EntropicSparseMap
 from skmonge.datasets import make_sparse_monge
 from skmonge.metrics import make_sparsity_fit_scorer
 
-# The common checks draw y from 3 classes, so the estimator names 0 and 1 as
-# its source and target labels; rows labelled 2 are ignored, as documented.
-EXPECTED_FAILED_CHECKS = {
-    # The check fits on y = X[:, 0].astype(int), whose labels (1 and 2 here)
-    # do not include the source label 0: a label absent from y is a
-    # ValueError by design (DESIGN.md), not something to guess around.
-    "check_estimators_dtypes": "its y does not contain the source label 0",
-    # Same y construction (labels 1 and 2); the check then expects the
-    # ValueError to be about the single feature, which a map accepts.
-    "check_fit2d_1feature": "its y does not contain the source label 0",
-}
-
 
 @parametrize_with_checks(
     [
         EntropicSparseMap(source=0, target=1),
         EntropicSparseMap(cost="sqeuclidean", source=0, target=1),
     ],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+    expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -317,7 +317,7 @@ class LearnedCostMap(BaseMonge):
         Learned unit directions (``loss="k_directional"`` only).
     n_pairs_ : int
         Known pairs used (``pair_id``), 0 when none.
-    loss_curve_ : ndarray of shape (n_iter_,)
+    loss_curve_ : ndarray of length ``n_iter_``
         Training loss at every step.
     n_iter_ : int
         Training steps actually run: ``n_iter``, or 0 when nothing is

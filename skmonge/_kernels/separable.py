@@ -1,4 +1,4 @@
-"""Numba kernels for the separable regularisers tau and pairwise cost matrices.
+"""Numba kernels for the separable regularisers tau, their proxes and pairwise costs.
 
 Single source of truth for the separable regularisers of the elastic costs
 ``h(z) = 1/2 ||z||^2 + tau(z)``, ``tau(z) = sum_t tau_1(z_t)`` (gamma included):
@@ -21,11 +21,15 @@ type (call them from numba code). The array functions take 2-d arrays
 (float32/float64 kept, anything else becomes float64), never modify their
 inputs and return the (common) input dtype.
 
+Proximal operators (``∇h* = prox_τ``): :func:`soft_threshold` (ℓ1) and
+:func:`stvs_prox` (STVS); they compute in float64 and return the input dtype.
+
 Implementation notes (the *why*):
 
 * numba's ``math.log`` is a scalar libm call that keeps loops scalar, so
-  ``_log_poly`` / ``_log1p_poly`` are polynomial logarithms (exponent split
-  on the bit pattern, polynomial in s = f / (2 + f)); they vectorise.
+  ``_log_poly`` / ``_log1p_poly`` (:mod:`skmonge._kernels.fastmath`) are
+  polynomial logarithms (exponent split on the bit pattern, polynomial in
+  s = f / (2 + f)); they vectorise.
 * The pairwise STVS kernel needs no log per element at all:
   sum_t log w_t = log 2 sum_t k_t + log prod_t m_t with w_t = 2^k_t m_t,
   m_t in [sqrt(1/2), sqrt(2)); one log per pair and chunk of <= 480 features.
@@ -38,14 +42,14 @@ Implementation notes (the *why*):
   reductions); no no-NaN/no-Inf assumptions.
 """
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
-from llvmlite import ir
 from numba import njit, prange
-from numba.core import types
-from numba.extending import intrinsic, overload
 
-from ._arrays import as_float_2d, common_float_dtype
+from .._arrays import as_float_2d, common_float_dtype
+from .fastmath import _FM_SCALAR, _LN2, _log1p_poly, _log_poly, _log_split, _tc
 
 __all__ = [
     "KIND_L1",
@@ -63,6 +67,8 @@ __all__ = [
     "separable_tau_pairwise_csr",
     "separable_grad_tau_aggregate_csr",
     "sqeuclidean_half",
+    "soft_threshold",
+    "stvs_prox",
 ]
 
 KIND_L1 = 0
@@ -70,9 +76,6 @@ KIND_STVS = 1
 
 # Re-association lets LLVM vectorise reductions, contraction allows FMA.
 _FM_KERNEL = {"reassoc", "contract", "nsz", "arcp"}
-# The logarithm relies on exact (Sterbenz) subtractions and a split ln 2, so
-# it gets contraction only.
-_FM_SCALAR = {"contract"}
 
 # For u >= 2^60, sqrt(u^2 + 1) rounds to u in both precisions, and u^2 would
 # overflow float32 from 2^64 on: use w = u + sqrt(u^2 + 1) = 2 u there.
@@ -86,167 +89,10 @@ _BT_L1_F64 = 1024
 # STVS pairwise: a product of <= 240 mantissas in [sqrt(1/2), sqrt(2)) lies
 # in [2^-120, 2^120], safe in float32.
 _STVS_STREAM = 240
-_LN2 = 0.6931471805599453
 # aggregate: rows per task, feature chunk (the 4 y-chunks of a column group
 # and the task's x/out chunks stay in L1/L2 while all rows of the task use them)
 _BR_AGG = 16
 _BT_AGG = 256
-
-
-# ---------------------------------------------------------------------------
-# typed constants and float bit manipulation
-# ---------------------------------------------------------------------------
-
-
-def _tc(x, c32, c64):  # pragma: no cover - replaced in jitted code
-    """Constant ``c32`` (float32 ``x``) or ``c64`` (float64 ``x``) of x's type."""
-    return np.float32(c32) if np.asarray(x).dtype == np.float32 else np.float64(c64)
-
-
-@overload(_tc, jit_options={"cache": True})
-def _ol_tc(x, c32, c64):
-    ty = x.dtype if isinstance(x, types.Array) else x
-    if ty == types.float32:
-        return lambda x, c32, c64: np.float32(c32)
-    if ty == types.float64:
-        return lambda x, c32, c64: np.float64(c64)
-    return None
-
-
-def _bits_info(fty):
-    """(integer width, mantissa bits) of a numba float type."""
-    return (32, 23) if fty == types.float32 else (64, 52)
-
-
-@intrinsic
-def _log_split(typingctx, x):
-    """Split positive normal ``x = 2^k z``, z in [sqrt(1/2), sqrt(2)).
-
-    Returns ``(k, z)`` with ``k`` a float of x's type. Subtracting the bit
-    pattern of sqrt(1/2) leaves k in the exponent field of the difference
-    (arithmetic shift keeps its sign); removing k from x's exponent gives z.
-    """
-    if not isinstance(x, types.Float):
-        return None
-    width, mbits = _bits_info(x)
-    fdt, idt = (np.float32, np.int32) if width == 32 else (np.float64, np.int64)
-    off = int(np.array(np.sqrt(0.5), dtype=fdt).view(idt))
-
-    def codegen(context, builder, sig, args):
-        ity = ir.IntType(width)
-        bits = builder.bitcast(args[0], ity)
-        k = builder.ashr(builder.sub(bits, ity(off)), ity(mbits))
-        z = builder.bitcast(builder.sub(bits, builder.shl(k, ity(mbits))), args[0].type)
-        kf = builder.sitofp(k, args[0].type)
-        return context.make_tuple(builder, sig.return_type, (kf, z))
-
-    return types.UniTuple(x, 2)(x), codegen
-
-
-# ---------------------------------------------------------------------------
-# polynomial logarithm
-# ---------------------------------------------------------------------------
-
-# log1p(f) = f - f^2/2 + s (f^2/2 + z P(z)),  s = f / (2 + f),  z = s^2.
-# (Exact: log1p(f) = 2 atanh(s) = 2 s + s z P(z) with P(z) = sum_k 2 z^(k-1)/(2k+1),
-# and 2 s = f - s f = f - f^2/2 + s f^2/2.) P is a weighted least-squares fit
-# on Chebyshev nodes of [0, 0.02944] (|s| <= (sqrt2-1)/(sqrt2+1)); its
-# relative error is 1.1e-15 (float64, degree 6) / 2.8e-7 (float32, degree 2),
-# and z P(z) is at most 2 % of the result, so the fit costs < 0.1 ulp.
-_P64 = (
-    0.6666666666666667,
-    0.39999999999901126,
-    0.2857142862565846,
-    0.22222211147749651,
-    0.18182889739298672,
-    0.15331673545871868,
-    0.14617211248304815,
-)
-_P32 = (0.666666849874236, 0.39988794848003467, 0.2957946297871649)
-# ln 2 = hi + lo, hi with trailing zero bits so that k * hi is exact.
-_LN2_HI64 = 6.93147180369123816490e-01
-_LN2_LO64 = 1.90821492927058770002e-10
-_LN2_HI32 = 0.693145751953125
-_LN2_LO32 = 1.428606765330187e-06
-
-
-@njit(cache=True, fastmath=_FM_SCALAR, error_model="numpy")
-def _log_core64(k, f):
-    # k log 2 + log1p(f), |f| <= 0.415
-    s = f / (2.0 + f)
-    z = s * s
-    p = _P64[5] + z * _P64[6]
-    p = _P64[4] + z * p
-    p = _P64[3] + z * p
-    p = _P64[2] + z * p
-    p = _P64[1] + z * p
-    p = _P64[0] + z * p
-    hfsq = 0.5 * f * f
-    return k * _LN2_HI64 + ((k * _LN2_LO64 + s * (hfsq + z * p)) - hfsq + f)
-
-
-@njit(cache=True, fastmath=_FM_SCALAR, error_model="numpy")
-def _log_core32(k, f):
-    s = f / (np.float32(2.0) + f)
-    z = s * s
-    p = np.float32(_P32[0]) + z * (np.float32(_P32[1]) + z * np.float32(_P32[2]))
-    hfsq = np.float32(0.5) * f * f
-    lo = k * np.float32(_LN2_LO32) + s * (hfsq + z * p)
-    return k * np.float32(_LN2_HI32) + (lo - hfsq + f)
-
-
-def _log_core(k, f):  # pragma: no cover - jit only
-    raise NotImplementedError
-
-
-@overload(_log_core, jit_options={"cache": True})
-def _ol_log_core(k, f):
-    if f == types.float32:
-        return lambda k, f: _log_core32(k, f)
-    if f == types.float64:
-        return lambda k, f: _log_core64(k, f)
-    return None
-
-
-@njit(cache=True, fastmath=_FM_SCALAR, error_model="numpy")
-def _log_special(y, res):
-    # log(0) = -inf, log(y < 0) = NaN, log(inf) = inf, log(NaN) = NaN
-    if y == 0:
-        res = _tc(y, -np.inf, -np.inf)
-    elif y < 0:
-        res = _tc(y, np.nan, np.nan)
-    elif not y < _tc(y, np.inf, np.inf):
-        res = y
-    return res
-
-
-@njit(cache=True, fastmath=_FM_SCALAR, error_model="numpy")
-def _log_poly(y):
-    """Natural logarithm, vectorisable, ~1 ulp (float32 or float64).
-
-    log(y) = k log 2 + log1p(f),  y = 2^k (1 + f),  1 + f in [sqrt(1/2), sqrt(2)).
-    Subnormal y are first scaled by 2^64.
-    """
-    tiny = y < _tc(y, 2.0**-126, 2.0**-1022)
-    ys = y * _tc(y, 2.0**64, 2.0**64) if tiny else y
-    k, z = _log_split(ys)
-    if tiny:
-        k = k - _tc(y, 64.0, 64.0)
-    return _log_special(y, _log_core(k, z - _tc(y, 1.0, 1.0)))
-
-
-@njit(cache=True, fastmath=_FM_SCALAR, error_model="numpy")
-def _log1p_poly(x):
-    """log(1 + x) for x > -1, vectorisable, ~1 ulp also for tiny |x|.
-
-    When 1 + x lies in [sqrt(1/2), sqrt(2)) the reduced argument f is x
-    itself, so the rounding of 1 + x is never seen; elsewhere log(1 + x) >=
-    0.34 and that rounding is below one ulp of the result.
-    """
-    y = x + _tc(x, 1.0, 1.0)
-    k, z = _log_split(y)
-    f = x if k == 0 else z - _tc(x, 1.0, 1.0)
-    return _log_special(y, _log_core(k, f))
 
 
 # ---------------------------------------------------------------------------
@@ -794,19 +640,6 @@ def separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=1e-12):
     return out
 
 
-# vectorised array front-ends of the polynomial logs (tests / diagnostics)
-@njit(parallel=True, cache=True, error_model="numpy")
-def _log_poly_array(a, out):
-    for i in prange(a.size):
-        out[i] = _log_poly(a[i])
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _log1p_poly_array(a, out):
-    for i in prange(a.size):
-        out[i] = _log1p_poly(a[i])
-
-
 # ---------------------------------------------------------------------------
 # sparse (CSR) target clouds
 # ---------------------------------------------------------------------------
@@ -955,3 +788,105 @@ def separable_grad_tau_aggregate_csr(X, Y, P, kind, gamma):
         X, Y.indptr, Y.indices, Y.data, P, int(kind), dt.type(gamma), out
     )
     return out
+
+
+# ---------------------------------------------------------------------------
+# proximal operators
+# ---------------------------------------------------------------------------
+
+
+def _check_gamma(gamma):
+    # gamma >= 0 of the proxes (also used by the k-overlap prox); the tau
+    # kernels above need gamma > 0 (_check_kind_gamma)
+    gamma = float(gamma)
+    if not (math.isfinite(gamma) and gamma >= 0.0):
+        raise ValueError(f"gamma must be a finite non-negative number, got {gamma}.")
+    return gamma
+
+
+@njit(inline="always", cache=True)
+def _soft_threshold_scalar(z, gamma):
+    # (|z| - γ)_+ sign(z)
+    v = abs(z) - gamma
+    if v > 0.0:
+        return math.copysign(v, z)
+    if v != v:
+        return v  # NaN in, NaN out
+    return 0.0
+
+
+@njit(inline="always", cache=True)
+def _stvs_prox_scalar(z, gamma):
+    # (1 - γ²/z²)_+ z = z - γ²/z for |z| > γ, else 0 (also at z = 0)
+    if abs(z) > gamma:
+        return z - gamma * gamma / z
+    if z != z:
+        return z  # NaN in, NaN out
+    return 0.0
+
+
+@njit(parallel=True, cache=True)
+def _soft_threshold_kernel(Z, gamma, out):
+    n, d = Z.shape
+    for i in prange(n):
+        for j in range(d):
+            out[i, j] = _soft_threshold_scalar(np.float64(Z[i, j]), gamma)
+
+
+@njit(parallel=True, cache=True)
+def _stvs_prox_kernel(Z, gamma, out):
+    n, d = Z.shape
+    for i in prange(n):
+        for j in range(d):
+            out[i, j] = _stvs_prox_scalar(np.float64(Z[i, j]), gamma)
+
+
+def _elementwise_prox(kernel, Z, gamma):
+    # validated Z and gamma, a new output array of Z's dtype filled by kernel
+    Z = as_float_2d(Z)
+    gamma = _check_gamma(gamma)
+    out = np.empty_like(Z)
+    kernel(Z, gamma, out)
+    return out
+
+
+def soft_threshold(Z, gamma):
+    r"""Soft-thresholding, the prox of :math:`γ‖·‖_1`, element-wise.
+
+    .. math:: \operatorname{ST}_γ(z) = (|z| - γ)_+ \operatorname{sign}(z)
+
+    Parameters
+    ----------
+    Z : array-like of shape (n, d)
+        Points (float32 stays float32, anything else becomes float64).
+    gamma : float
+        Threshold, ``>= 0``.
+
+    Returns
+    -------
+    U : ndarray of shape (n, d)
+        New array of the dtype of ``Z``; ``Z`` is not modified.
+    """
+    return _elementwise_prox(_soft_threshold_kernel, Z, gamma)
+
+
+def stvs_prox(Z, gamma):
+    r"""Prox of the STVS regulariser, element-wise.
+
+    For :math:`τ(z) = γ² (\operatorname{asinh}(u) + u\sqrt{u²+1} - u²)`,
+    :math:`u = |z| / 2γ`,
+
+    .. math:: \operatorname{prox}_τ(z) = (1 - γ²/z²)_+ \, z \quad (0 \text{ at } z = 0).
+
+    Parameters
+    ----------
+    Z : array-like of shape (n, d)
+    gamma : float
+        Scale, ``>= 0``.
+
+    Returns
+    -------
+    U : ndarray of shape (n, d)
+        New array of the dtype of ``Z``; ``Z`` is not modified.
+    """
+    return _elementwise_prox(_stvs_prox_kernel, Z, gamma)

@@ -1,4 +1,5 @@
-"""Tests of the proximal-operator kernels in ``skmonge._prox``.
+"""Tests of the proximal-operator kernels: k-overlap (``skmonge._kernels.kovlp``)
+and the separable proxes (``skmonge._kernels.separable``).
 
 References are independent of the kernels: closed forms, scipy's generic
 optimisers, Argyriou et al.'s sorted formula for the k-overlap norm, finite
@@ -12,16 +13,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.optimize import minimize, minimize_scalar
 
-from skmonge import _prox
-from skmonge._prox import (
+from skmonge._kernels import kovlp
+from skmonge._kernels.kovlp import (
     kovlp_grad_aggregate,
     kovlp_grad_half_sq,
     kovlp_prox,
     kovlp_sq_norm,
     kovlp_sq_norm_pairwise,
-    soft_threshold,
-    stvs_prox,
 )
+from skmonge._kernels.separable import soft_threshold, stvs_prox
 
 HYP = settings(max_examples=40, deadline=None)
 
@@ -296,13 +296,13 @@ def test_kovlp_prox_search_matches_full_sort(gamma):
         for k in (1, 7, 100):
             U1 = np.empty_like(Z)
             U2 = np.empty_like(Z)
-            _prox._kovlp_prox_kernel(Z, gamma, k, _prox._NEWTON, U1)
-            _prox._kovlp_prox_kernel(Z, gamma, k, _prox._SORT, U2)
+            kovlp._kovlp_prox_kernel(Z, gamma, k, kovlp._NEWTON, U1)
+            kovlp._kovlp_prox_kernel(Z, gamma, k, kovlp._SORT, U2)
             np.testing.assert_allclose(U1, U2, rtol=1e-10, atol=1e-12)
             N1 = np.empty(len(Z))
             N2 = np.empty(len(Z))
-            _prox._kovlp_sq_norm_kernel(Z, k, _prox._NEWTON, N1)
-            _prox._kovlp_sq_norm_kernel(Z, k, _prox._SORT, N2)
+            kovlp._kovlp_sq_norm_kernel(Z, k, kovlp._NEWTON, N1)
+            kovlp._kovlp_sq_norm_kernel(Z, k, kovlp._SORT, N2)
             np.testing.assert_allclose(N1, N2, rtol=1e-11)
 
 

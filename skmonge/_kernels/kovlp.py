@@ -1,15 +1,11 @@
-r"""Numba kernels for the proximal operators of the sparsifying regularisers.
+r"""Numba kernels of the k-overlap (k-support) regulariser.
 
-Every regulariser includes its weight ``gamma``; the elastic cost is
-``h(z) = ½‖z‖² + τ(z)`` and ``∇h* = prox_τ``.
-
-* ℓ1, ``τ(z) = γ‖z‖₁``: :func:`soft_threshold`.
-* STVS, ``τ(z) = γ² Σ_t (asinh(u_t) + u_t √(u_t² + 1) - u_t²)``,
-  ``u_t = |z_t| / 2γ``: :func:`stvs_prox`.
-* k-overlap (k-support) norm, ``τ(z) = (γ/2)‖z‖²_{ovk}`` (Argyriou, Foygel &
-  Srebro 2012): :func:`kovlp_prox`, :func:`kovlp_sq_norm`,
-  :func:`kovlp_grad_half_sq` and the pairwise kernels
-  :func:`kovlp_sq_norm_pairwise`, :func:`kovlp_grad_aggregate`.
+The regulariser includes its weight ``gamma``; the elastic cost is
+``h(z) = ½‖z‖² + τ(z)`` and ``∇h* = prox_τ``, with ``τ(z) = (γ/2)‖z‖²_{ovk}``
+(Argyriou, Foygel & Srebro 2012): :func:`kovlp_prox`, :func:`kovlp_sq_norm`,
+:func:`kovlp_grad_half_sq` and the pairwise kernels
+:func:`kovlp_sq_norm_pairwise`, :func:`kovlp_grad_aggregate`. The separable
+proxes (ℓ1, STVS) are in :mod:`skmonge._kernels.separable`.
 
 k-overlap machinery
 -------------------
@@ -63,11 +59,10 @@ import numbers
 import numpy as np
 from numba import njit, prange
 
-from ._arrays import as_float_2d
+from .._arrays import as_float_2d
+from .separable import _check_gamma
 
 __all__ = [
-    "soft_threshold",
-    "stvs_prox",
     "kovlp_prox",
     "kovlp_sq_norm",
     "kovlp_grad_half_sq",
@@ -101,13 +96,6 @@ def _f64(A):
     return np.ascontiguousarray(A, dtype=np.float64)
 
 
-def _check_gamma(gamma):
-    gamma = float(gamma)
-    if not (math.isfinite(gamma) and gamma >= 0.0):
-        raise ValueError(f"gamma must be a finite non-negative number, got {gamma}.")
-    return gamma
-
-
 def _check_k(k):
     if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
@@ -126,98 +114,6 @@ def _pair(X, Y):
         np.ascontiguousarray(X, dtype=dtype),
         np.ascontiguousarray(Y, dtype=dtype),
     )
-
-
-# --------------------------------------------------------------------------
-# separable proxes
-# --------------------------------------------------------------------------
-
-
-@njit(inline="always", cache=True)
-def _soft_threshold_scalar(z, gamma):
-    # (|z| - γ)_+ sign(z)
-    v = abs(z) - gamma
-    if v > 0.0:
-        return math.copysign(v, z)
-    if v != v:
-        return v  # NaN in, NaN out
-    return 0.0
-
-
-@njit(inline="always", cache=True)
-def _stvs_prox_scalar(z, gamma):
-    # (1 - γ²/z²)_+ z = z - γ²/z for |z| > γ, else 0 (also at z = 0)
-    if abs(z) > gamma:
-        return z - gamma * gamma / z
-    if z != z:
-        return z  # NaN in, NaN out
-    return 0.0
-
-
-@njit(parallel=True, cache=True)
-def _soft_threshold_kernel(Z, gamma, out):
-    n, d = Z.shape
-    for i in prange(n):
-        for j in range(d):
-            out[i, j] = _soft_threshold_scalar(np.float64(Z[i, j]), gamma)
-
-
-@njit(parallel=True, cache=True)
-def _stvs_prox_kernel(Z, gamma, out):
-    n, d = Z.shape
-    for i in prange(n):
-        for j in range(d):
-            out[i, j] = _stvs_prox_scalar(np.float64(Z[i, j]), gamma)
-
-
-def soft_threshold(Z, gamma):
-    r"""Soft-thresholding, the prox of :math:`γ‖·‖_1`, element-wise.
-
-    .. math:: \operatorname{ST}_γ(z) = (|z| - γ)_+ \operatorname{sign}(z)
-
-    Parameters
-    ----------
-    Z : array-like of shape (n, d)
-        Points (float32 stays float32, anything else becomes float64).
-    gamma : float
-        Threshold, ``>= 0``.
-
-    Returns
-    -------
-    U : ndarray of shape (n, d)
-        New array of the dtype of ``Z``; ``Z`` is not modified.
-    """
-    Z = as_float_2d(Z)
-    gamma = _check_gamma(gamma)
-    out = np.empty_like(Z)
-    _soft_threshold_kernel(Z, gamma, out)
-    return out
-
-
-def stvs_prox(Z, gamma):
-    r"""Prox of the STVS regulariser, element-wise.
-
-    For :math:`τ(z) = γ² (\operatorname{asinh}(u) + u\sqrt{u²+1} - u²)`,
-    :math:`u = |z| / 2γ`,
-
-    .. math:: \operatorname{prox}_τ(z) = (1 - γ²/z²)_+ \, z \quad (0 \text{ at } z = 0).
-
-    Parameters
-    ----------
-    Z : array-like of shape (n, d)
-    gamma : float
-        Scale, ``>= 0``.
-
-    Returns
-    -------
-    U : ndarray of shape (n, d)
-        New array of the dtype of ``Z``; ``Z`` is not modified.
-    """
-    Z = as_float_2d(Z)
-    gamma = _check_gamma(gamma)
-    out = np.empty_like(Z)
-    _stvs_prox_kernel(Z, gamma, out)
-    return out
 
 
 # --------------------------------------------------------------------------

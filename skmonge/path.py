@@ -1,0 +1,418 @@
+r"""The γ path of an elastic-cost entropic map, the analogue of ``lasso_path``.
+
+The strength γ of the sparsifying regulariser of
+:math:`h(z) = \tfrac12\|z\|^2 + γ\,τ(z)` sets how many coordinates each
+cell moves, on a scale that depends on the data (counts, log-counts and
+z-scores need γ orders of magnitude apart). :func:`sparsity_path` fits
+:class:`~skmonge.EntropicSparseMap` along a decreasing γ grid derived from
+the data, each Sinkhorn solve warm-started from the previous γ's potential,
+and reports how sparse and how faithful each map is.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
+
+from ._base import resolve_labels
+from ._progress import Progress
+from .entropic import EntropicSparseMap
+
+__all__ = ["SparsityPath", "default_gammas", "sparsity_path"]
+
+# target_dim search: relative tolerance, bracketing factor, fit budget
+_TARGET_RTOL = 0.1
+_BRACKET_FACTOR = 4.0
+_MAX_FITS = 16
+# a coordinate moves when |Δ| exceeds this (elastic maps set the others to 0)
+_MOVED_ATOL = 1e-8
+
+# top of the default grid, in units of the largest difference of feature
+# means between the populations (see sparsity_path)
+_TOP_FACTOR = 2.0
+
+
+@dataclass(frozen=True, eq=False)
+class SparsityPath:
+    """Result of :func:`sparsity_path`, one entry per γ (in decreasing order).
+
+    Attributes
+    ----------
+    gammas : ndarray of shape (n_gammas,)
+        The grid, decreasing.
+    moved_fraction : ndarray of shape (n_gammas,)
+        Fraction of (cell, feature) pairs that move, :math:`|Δ| > ` ``atol``
+        (:func:`skmonge.metrics.displacement_sparsity`), over the evaluated
+        source cells.
+    dimension : ndarray of shape (n_gammas,)
+        Mean number of moved features per source cell.
+    score : ndarray of shape (n_gammas,)
+        ``estimator.score`` on the validation data (minus the held-out
+        Sinkhorn divergence); NaN without validation data.
+    n_iter : ndarray of int of shape (n_gammas,)
+        Sinkhorn iterations of each fit.
+    epsilon : ndarray of shape (n_gammas,)
+        The ε of each fit (chosen by the estimator's rule for its cost).
+    converged : ndarray of bool of shape (n_gammas,)
+    seconds : ndarray of shape (n_gammas,)
+        Wall time of each fit and its evaluation.
+    estimators : list of EntropicSparseMap or None
+        The fitted maps, with ``return_estimators=True``.
+    """
+
+    gammas: np.ndarray
+    moved_fraction: np.ndarray
+    dimension: np.ndarray
+    score: np.ndarray
+    n_iter: np.ndarray
+    epsilon: np.ndarray
+    converged: np.ndarray
+    seconds: np.ndarray
+    estimators: list | None = field(default=None, repr=False)
+
+    def as_frame(self):
+        """The path as a pandas DataFrame, one row per γ."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "gamma": self.gammas,
+                "moved_fraction": self.moved_fraction,
+                "dimension": self.dimension,
+                "score": self.score,
+                "n_iter": self.n_iter,
+                "epsilon": self.epsilon,
+                "converged": self.converged,
+                "seconds": self.seconds,
+            }
+        )
+
+
+def default_gammas(X, y, source, target, n_gammas=10, gamma_ratio=1e-3):
+    r"""The default γ grid: log-spaced from :math:`γ_{\max}` down to
+    :math:`γ_{\max} \cdot` ``gamma_ratio``.
+
+    .. math:: γ_{\max} = 2 \max_t |\bar y_t - \bar x_t|,
+
+    twice the largest difference of feature means between the target and
+    the source rows. A coordinate moves when its aggregated gradient exceeds
+    γ, and that gradient is of the order of the shift the map must produce,
+    so few coordinates move at :math:`γ_{\max}` and almost all of them at
+    :math:`10^{-3} γ_{\max}`, whatever the units of the data.
+    """
+    if isinstance(n_gammas, bool) or not isinstance(n_gammas, numbers.Integral):
+        raise ValueError(f"n_gammas must be an integer >= 1, got {n_gammas!r}.")
+    if n_gammas < 1:
+        raise ValueError(f"n_gammas must be an integer >= 1, got {n_gammas!r}.")
+    if not (isinstance(gamma_ratio, numbers.Real) and 0 < gamma_ratio < 1):
+        raise ValueError(f"gamma_ratio must be in (0, 1), got {gamma_ratio!r}.")
+    y = np.asarray(y)
+    shift = _mean(X[y == target]) - _mean(X[y == source])
+    top = _TOP_FACTOR * float(np.max(np.abs(shift)))
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    # relative: equal means still differ by rounding
+    if not top > 1e-12 * float(np.max(np.abs(values), initial=0.0)):
+        raise ValueError(
+            "The source and target rows have the same feature means: no γ "
+            "scale can be derived from the data; pass gammas explicitly."
+        )
+    return np.geomspace(top, top * gamma_ratio, int(n_gammas))
+
+
+def _mean(Z):
+    return np.asarray(Z.mean(axis=0)).ravel() if sp.issparse(Z) else Z.mean(axis=0)
+
+
+def _check_gammas(gammas):
+    gammas = np.asarray(gammas, dtype=np.float64).ravel()
+    if gammas.size == 0:
+        raise ValueError("gammas is empty: give at least one γ.")
+    if not np.all(np.isfinite(gammas)) or np.any(gammas <= 0):
+        raise ValueError(f"every γ must be a positive finite number, got {gammas}.")
+    # decreasing: each fit warm-starts from a sparser neighbour
+    return np.sort(gammas)[::-1]
+
+
+def sparsity_path(
+    X,
+    y,
+    *,
+    estimator=None,
+    gammas=None,
+    n_gammas=10,
+    gamma_ratio=1e-3,
+    X_eval=None,
+    X_val=None,
+    y_val=None,
+    atol=1e-8,
+    warm_start=True,
+    return_estimators=False,
+    verbose=False,
+):
+    r"""Fit an elastic-cost entropic map along a decreasing γ grid.
+
+    For each γ of the grid (largest first), ``estimator`` (an
+    :class:`~skmonge.EntropicSparseMap`, default elastic ℓ1 with its default
+    ε rule) is fitted on ``(X, y)`` with that γ, its Sinkhorn solve
+    warm-started from the previous γ's target potential, and evaluated:
+
+    .. math:: \text{moved}(γ) = \frac{1}{n d}\#\{(i, t): |T_γ(x_i)_t - x_{it}|
+              > \text{atol}\}, \qquad
+              \text{dimension}(γ) = d \cdot \text{moved}(γ)
+
+    over the source rows of ``X_eval`` (default: the source rows of ``X``),
+    and, with ``(X_val, y_val)``, the held-out ``score``. A warm start only
+    shortens the solve: each map is the cold fit's, to the Sinkhorn
+    tolerance.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        Both populations, pooled.
+    y : array-like of shape (n_samples,)
+        Population labels (see ``source`` / ``target`` of the estimator).
+    estimator : EntropicSparseMap, default=None
+        Template whose parameters (cost, ε rule, labels, tolerances) are used;
+        its ``gamma`` is replaced along the grid. ``None`` is
+        ``EntropicSparseMap()`` (elastic ℓ1).
+    gammas : array-like of float, default=None
+        The grid (sorted decreasing). ``None``: ``n_gammas`` values from
+        :func:`default_gammas`, derived from the data.
+    n_gammas : int, default=10
+    gamma_ratio : float, default=1e-3
+        Smallest over largest γ of the default grid.
+    X_eval : {array-like, sparse matrix}, default=None
+        Cells whose displacements give ``moved_fraction`` and ``dimension``
+        (all treated as source points); ``None``: the source rows of ``X``.
+    X_val, y_val : default=None
+        Held-out pooled rows for ``score``.
+    atol : float, default=1e-8
+        A coordinate moves when :math:`|Δ| >` ``atol`` (elastic maps set the
+        others exactly to 0).
+    warm_start : bool, default=True
+        Start each Sinkhorn solve from the previous γ's potential.
+    return_estimators : bool, default=False
+        Keep every fitted map (each holds a copy of the clouds).
+    verbose : bool, default=False
+        A progress bar over the grid.
+
+    Returns
+    -------
+    path : SparsityPath
+
+    Raises
+    ------
+    ValueError
+        For an empty grid, a γ that is not positive and finite, an estimator
+        that is not an :class:`~skmonge.EntropicSparseMap` with an elastic
+        cost, or validation data given without labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmonge import sparsity_path
+    >>> from skmonge.datasets import make_sparse_monge
+    >>> X, y, _ = make_sparse_monge(n_samples=200, n_features=8, n_active=2,
+    ...                             random_state=0)
+    >>> path = sparsity_path(X, y, n_gammas=5)
+    >>> bool(np.all(np.diff(path.moved_fraction) >= -0.02))  # sparser first
+    True
+    """
+    template = EntropicSparseMap() if estimator is None else estimator
+    if not isinstance(template, EntropicSparseMap):
+        raise ValueError(
+            f"estimator must be an EntropicSparseMap, got {type(template).__name__}."
+        )
+    if template.cost == "sqeuclidean":
+        raise ValueError(
+            'cost="sqeuclidean" has no γ: the path needs an elastic cost '
+            '("elastic_l1", "elastic_stvs" or "elastic_kovlp").'
+        )
+    if (X_val is None) != (y_val is None):
+        raise ValueError("Give both X_val and y_val, or neither.")
+    y_arr = np.asarray(y)
+    source, target = resolve_labels(y_arr, template.source, template.target)
+    if gammas is None:
+        gammas = default_gammas(X, y_arr, source, target, n_gammas, gamma_ratio)
+    gammas = _check_gammas(gammas)
+
+    rows = len(gammas)
+    moved = np.empty(rows)
+    dimension = np.empty(rows)
+    score = np.full(rows, np.nan)
+    n_iter = np.empty(rows, dtype=np.int64)
+    epsilon = np.empty(rows)
+    converged = np.empty(rows, dtype=bool)
+    seconds = np.empty(rows)
+    fitted = [] if return_estimators else None
+    evaluated = X[y_arr == source] if X_eval is None else X_eval
+    g_prev = None
+    progress = Progress(rows, "sparsity_path", verbose)
+    for i, gamma in enumerate(gammas):
+        start = time.perf_counter()
+        est, moved[i], dimension[i] = _fit_at(
+            template, X, y_arr, gamma, g_prev if warm_start else None, evaluated, atol
+        )
+        if X_val is not None:
+            score[i] = est.score(X_val, y_val)
+        n_iter[i] = est.n_iter_
+        epsilon[i] = est.epsilon_
+        converged[i] = est.converged_
+        g_prev = est.potential_target_
+        seconds[i] = time.perf_counter() - start
+        if fitted is not None:
+            fitted.append(est)
+        progress.step(gamma=f"{gamma:.3g}", moved=f"{moved[i]:.3f}")
+    progress.close()
+    return SparsityPath(
+        gammas=gammas,
+        moved_fraction=moved,
+        dimension=dimension,
+        score=score,
+        n_iter=n_iter,
+        epsilon=epsilon,
+        converged=converged,
+        seconds=seconds,
+        estimators=fitted,
+    )
+
+
+def _fit_at(template, X, y, gamma, g_init, evaluated, atol):
+    """A clone of ``template`` fitted at ``gamma`` (warm start ``g_init``),
+    with the moved fraction and moved features per cell of ``evaluated``."""
+    est = clone(template).set_params(gamma=float(gamma), target_dim=None)
+    est._validate_params()
+    est._fit(X, y, g_init=g_init)
+    moved_fraction, dimension = _moved(est, evaluated, atol)
+    return est, moved_fraction, dimension
+
+
+def _moved(est, X, atol):
+    """(fraction of moved coordinates, mean moved coordinates per row) of ``X``."""
+    moved = np.abs(est.displacement(X)) > atol
+    return float(moved.mean()), float(moved.sum(axis=1).mean())
+
+
+def fit_to_target_dim(estimator, X, y):
+    r"""Fit ``estimator`` with the γ at which cells move ``target_dim`` features.
+
+    The mean number of moved features per training source cell, :math:`D(γ)`,
+    decreases with γ. Starting from ``estimator.gamma``, γ is multiplied or
+    divided by 4 until :math:`D` brackets ``target_dim``, then secant steps
+    on :math:`\log D` against :math:`\log γ` (bisection when a step leaves
+    the bracket) stop once :math:`|D - \text{target}| \le 0.1\,\text{target}`.
+    Each fit warm-starts from the potential of the nearest γ fitted so far.
+    This is the implementation of ``EntropicSparseMap(target_dim=...)``;
+    the estimator ends in the state of the chosen fit, with ``gamma_`` and
+    ``path_`` set.
+    """
+    target = float(estimator.target_dim)
+    if estimator.cost == "sqeuclidean":
+        raise ValueError(
+            'target_dim needs an elastic cost: cost="sqeuclidean" moves every '
+            "feature of every cell."
+        )
+    # validated once for the checks and the evaluated rows; each fit gets
+    # X as passed (so that it keeps a DataFrame's feature names)
+    rows = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32])
+    n_features = rows.shape[1]
+    if target > n_features:
+        raise ValueError(
+            f"target_dim={target:g} exceeds the number of features ({n_features})."
+        )
+    y = np.asarray(y)
+    source, _ = resolve_labels(y, estimator.source, estimator.target)
+    if y.shape[0] != rows.shape[0]:
+        raise ValueError(f"X has {rows.shape[0]} rows but y has {y.shape[0]} labels.")
+    evaluated = rows[y == source]
+    fits = {}  # gamma -> (est, moved fraction, dimension, seconds)
+
+    def run(gamma):
+        start = time.perf_counter()
+        nearest = min(fits, key=lambda g: abs(np.log(g / gamma)), default=None)
+        g_init = None if nearest is None else fits[nearest][0].potential_target_
+        fits[gamma] = (
+            *_fit_at(estimator, X, y, gamma, g_init, evaluated, _MOVED_ATOL),
+            time.perf_counter() - start,
+        )
+        return fits[gamma][2]
+
+    def close_enough(dim):
+        return abs(dim - target) <= _TARGET_RTOL * target
+
+    gamma = float(estimator.gamma)
+    dim = run(gamma)
+    lo = hi = None  # (gamma, dim) with dim above / below the target
+    plateau = False
+    while not close_enough(dim) and len(fits) < _MAX_FITS:
+        previous = dim
+        if dim > target:
+            lo = (gamma, dim)
+        else:
+            hi = (gamma, dim)
+        if lo is None:
+            gamma /= _BRACKET_FACTOR
+        elif hi is None:
+            gamma *= _BRACKET_FACTOR
+        else:
+            gamma = _secant_step(lo, hi, target)
+        dim = run(gamma)
+        if (lo is None or hi is None) and abs(dim - previous) <= 0.01 * previous:
+            # D(γ) has levelled off before bracketing the target: with ℓ1 a
+            # coordinate whose targets all lie on one side moves for every
+            # γ, and ε grows with γ; a larger (smaller) γ changes nothing
+            plateau = True
+            break
+    best = min(fits, key=lambda g: (abs(fits[g][2] - target), g))
+    chosen = fits[best][0]
+    if not close_enough(fits[best][2]):
+        why = (
+            "the number of moved features levels off there, so no γ reaches the target"
+            if plateau
+            else "D(γ) may jump past the target"
+        )
+        warnings.warn(
+            f"target_dim={target:g} was not reached within 10 % after "
+            f"{len(fits)} fits: the closest γ={best:.4g} moves "
+            f"{fits[best][2]:.2f} features per cell ({why}; see path_).",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    # the estimator takes the chosen fit's state, plus the search
+    for name, value in vars(chosen).items():
+        if name.endswith("_") and not name.startswith("__"):
+            setattr(estimator, name, value)
+    order = sorted(fits, reverse=True)
+    estimator.path_ = SparsityPath(
+        gammas=np.array(order),
+        moved_fraction=np.array([fits[g][1] for g in order]),
+        dimension=np.array([fits[g][2] for g in order]),
+        score=np.full(len(order), np.nan),
+        n_iter=np.array([fits[g][0].n_iter_ for g in order], dtype=np.int64),
+        epsilon=np.array([fits[g][0].epsilon_ for g in order]),
+        converged=np.array([fits[g][0].converged_ for g in order], dtype=bool),
+        seconds=np.array([fits[g][3] for g in order]),
+    )
+    return estimator
+
+
+def _secant_step(lo, hi, target):
+    """Next γ between ``lo`` (D above target) and ``hi`` (D below): the secant
+    of log D against log γ, or the geometric midpoint when it leaves the
+    bracket or D is 0 at an end."""
+    (g_lo, d_lo), (g_hi, d_hi) = lo, hi
+    mid = float(np.sqrt(g_lo * g_hi))
+    if d_hi <= 0 or d_lo <= 0 or d_lo == d_hi:
+        return mid
+    slope = (np.log(d_hi) - np.log(d_lo)) / (np.log(g_hi) - np.log(g_lo))
+    step = np.exp(np.log(g_lo) + (np.log(target) - np.log(d_lo)) / slope)
+    inside = min(g_lo, g_hi) < step < max(g_lo, g_hi)
+    return float(step) if inside else mid

@@ -1,0 +1,181 @@
+"""sparsity_path: the warm-started γ path of EntropicSparseMap."""
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from skmonge import EntropicSparseMap, NeuralSparseMap, sparsity_path
+from skmonge.datasets import make_sparse_monge
+from skmonge.path import default_gammas
+
+
+@pytest.fixture(scope="module")
+def task():
+    X, y, true_map = make_sparse_monge(
+        n_samples=200, n_features=8, n_active=2, random_state=0
+    )
+    return X, y, true_map
+
+
+@pytest.mark.parametrize("cost", ["elastic_l1", "elastic_stvs"])
+def test_path_gets_denser_as_gamma_decreases(task, cost):
+    X, y, _ = task
+    path = sparsity_path(X, y, estimator=EntropicSparseMap(cost=cost), n_gammas=6)
+    assert np.all(np.diff(path.gammas) < 0)
+    # monotone up to ties of the entropic estimate (a few cells)
+    assert np.all(np.diff(path.moved_fraction) >= -0.01)
+    assert path.moved_fraction[0] < 0.5 < path.moved_fraction[-1]
+    np.testing.assert_allclose(path.dimension, 8 * path.moved_fraction)
+    assert np.all(path.converged) and np.all(np.isnan(path.score))
+    assert path.estimators is None
+
+
+def test_warm_starts_give_the_cold_fits(task):
+    X, y, _ = task
+    gammas = [2.0, 1.0, 0.5, 0.25]
+    warm = sparsity_path(X, y, gammas=gammas, return_estimators=True)
+    cold = sparsity_path(X, y, gammas=gammas, warm_start=False, return_estimators=True)
+    for a, b, gamma in zip(warm.estimators, cold.estimators, gammas, strict=True):
+        assert a.gamma == b.gamma == gamma
+        reference = EntropicSparseMap(gamma=gamma).fit(X, y)
+        assert a.epsilon_ == b.epsilon_ == reference.epsilon_
+        # the same fixed point to the Sinkhorn tolerance (potentials up to
+        # their constant)
+        for est in (a, b):
+            f = est.potential_source_ - reference.potential_source_
+            assert np.ptp(f) < 1e-4 * np.ptp(reference.potential_source_)
+            np.testing.assert_allclose(
+                est.transform(X[:20]), reference.transform(X[:20]), atol=1e-5
+            )
+    np.testing.assert_allclose(warm.moved_fraction, cold.moved_fraction, atol=0.01)
+    # the second and later warm-started solves need fewer iterations
+    assert warm.n_iter[1:].sum() < cold.n_iter[1:].sum()
+
+
+def test_validation_scores_and_evaluation_cells(task):
+    X, y, _ = task
+    path = sparsity_path(X, y, n_gammas=3, X_val=X, y_val=y, X_eval=X[:10])
+    assert np.all(np.isfinite(path.score)) and np.all(path.score <= 1e-9)
+    frame = path.as_frame()
+    assert list(frame.columns[:4]) == ["gamma", "moved_fraction", "dimension", "score"]
+    assert len(frame) == 3
+
+
+def test_default_grid_follows_the_units_of_the_data(task):
+    X, y, _ = task
+    base = default_gammas(X, y, 0, 1, n_gammas=5)
+    np.testing.assert_allclose(default_gammas(10 * X, y, 0, 1, n_gammas=5), 10 * base)
+    shift = X[y == 1].mean(0) - X[y == 0].mean(0)
+    assert base[0] == pytest.approx(2 * np.abs(shift).max())
+    assert base[-1] == pytest.approx(base[0] * 1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(gammas=[]), "empty"),
+        (dict(gammas=[1.0, 0.0]), "positive finite"),
+        (dict(gammas=[1.0, np.nan]), "positive finite"),
+        (dict(n_gammas=0), "n_gammas"),
+        (dict(gamma_ratio=2.0), "gamma_ratio"),
+        (dict(estimator=EntropicSparseMap(cost="sqeuclidean")), "has no γ"),
+        (dict(estimator=NeuralSparseMap()), "must be an EntropicSparseMap"),
+        (dict(X_val=np.zeros((4, 8))), "both X_val and y_val"),
+    ],
+)
+def test_bad_inputs(task, kwargs, match):
+    X, y, _ = task
+    with pytest.raises(ValueError, match=match):
+        sparsity_path(X, y, **kwargs)
+
+
+def test_identical_means_need_an_explicit_grid():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    X[20:] = X[:20][::-1]  # same rows, so the same feature means
+    y = np.repeat([0, 1], 20)
+    with pytest.raises(ValueError, match="pass gammas explicitly"):
+        sparsity_path(X, y)
+
+
+def test_path_plot(task):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skmonge.plotting import plot_sparsity_path
+
+    X, y, _ = task
+    path = sparsity_path(X, y, n_gammas=3, X_val=X, y_val=y)
+    ax = plot_sparsity_path(path, gamma=path.gammas[1])
+    (line,) = ax.get_lines()[:1]
+    np.testing.assert_allclose(line.get_xdata(), path.gammas[::-1])
+    np.testing.assert_allclose(line.get_ydata(), path.moved_fraction[::-1])
+    assert ax.get_xscale() == "log"
+    np.testing.assert_allclose(ax.right_ax.get_lines()[0].get_ydata(), path.score[::-1])
+    assert ax.get_lines()[-1].get_xdata()[0] == path.gammas[1]  # the marked γ
+    ax = plot_sparsity_path(sparsity_path(X, y, n_gammas=2), dimension=True)
+    assert not hasattr(ax, "right_ax")  # no validation data: no score axis
+    with pytest.raises(ValueError, match="SparsityPath"):
+        plot_sparsity_path({"gammas": [1.0]})
+
+
+# ------------------------------------------------------------ target_dim
+@pytest.mark.parametrize("target_dim, start", [(3.5, 1.0), (5, 0.01), (4, 30.0)])
+def test_target_dim_lands_within_ten_percent(target_dim, start):
+    # a known support: 3 of 10 features are displaced
+    X, y, _ = make_sparse_monge(
+        n_samples=300, n_features=10, n_active=3, random_state=1
+    )
+    est = EntropicSparseMap(target_dim=target_dim, gamma=start).fit(X, y)
+    source = X[y == 0]
+    moved = (np.abs(est.transform(source) - source) > 1e-8).sum(axis=1).mean()
+    assert abs(moved - target_dim) <= 0.1 * target_dim
+    assert est.gamma_ in est.path_.gammas and est.gamma_ == est.cost_.gamma
+    assert np.all(np.diff(est.path_.gammas) < 0)
+    row = list(est.path_.gammas).index(est.gamma_)
+    assert est.path_.dimension[row] == pytest.approx(moved)
+    # the fitted state is the cold fit at the chosen γ, to the tolerance
+    cold = EntropicSparseMap(gamma=est.gamma_).fit(X, y)
+    np.testing.assert_allclose(est.transform(source), cold.transform(source), atol=1e-5)
+    assert est.get_params()["gamma"] == start  # the parameter is not mutated
+
+
+def test_target_dim_below_the_floor_of_the_path_warns():
+    # ℓ1 moves the 3 displaced coordinates (all targets on one side) for
+    # every γ: 1.5 features per cell cannot be reached; the search stops
+    # once the dimension levels off and says so
+    X, y, _ = make_sparse_monge(
+        n_samples=300, n_features=10, n_active=3, random_state=1
+    )
+    with pytest.warns(ConvergenceWarning, match="levels off"):
+        est = EntropicSparseMap(target_dim=1.5, gamma=30.0).fit(X, y)
+    assert len(est.path_.gammas) <= 3
+    assert est.path_.dimension.min() == pytest.approx(3.0, abs=0.1)
+
+
+def test_target_dim_on_the_true_support_size_finds_the_support():
+    X, y, true_map = make_sparse_monge(
+        n_samples=300, n_features=10, n_active=3, random_state=1
+    )
+    est = EntropicSparseMap(target_dim=3).fit(X, y)
+    source = X[y == 0]
+    moved = np.abs(est.transform(source) - source) > 1e-8
+    # the moved coordinates are mostly the truly displaced ones
+    assert (moved & true_map.support(source)).sum() / moved.sum() > 0.8
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(target_dim=0), "target_dim"),
+        (dict(target_dim=-2.0), "target_dim"),
+        (dict(target_dim=11), "exceeds the number of features"),
+        (dict(target_dim=2, cost="sqeuclidean"), "needs an elastic cost"),
+    ],
+)
+def test_target_dim_bad_values(task, params, match):
+    X, y, _ = task
+    X = np.hstack([X, X[:, :2]])  # 10 features
+    with pytest.raises(ValueError, match=match):
+        EntropicSparseMap(**params).fit(X, y)
