@@ -11,6 +11,8 @@ NeuralSparseMap
 LearnedCostMap
     Entropic map for a learned convex cost (ICNN, optional flows), Howard,
     Deligiannidis, Rebeschini & Thornton (torch).
+EntropicSparseMapCV
+    EntropicSparseMap with γ chosen by cross-validation (``LassoCV``).
 sparsity_path
     EntropicSparseMap along a warm-started γ grid derived from the data
     (the analogue of ``lasso_path``).
@@ -34,6 +36,7 @@ _LAZY = {
     "NeuralSparseMap": "skmonge.neural.estimator",
     "LearnedCostMap": "skmonge.learned_cost.estimator",
     "sparsity_path": "skmonge.path",
+    "EntropicSparseMapCV": "skmonge.path",
 }
 _SUBMODULES = {
     "costs",
@@ -50,6 +53,7 @@ __all__ = [
     "EntropicSparseMap",
     "NeuralSparseMap",
     "LearnedCostMap",
+    "EntropicSparseMapCV",
     "sparsity_path",
     "__version__",
 ]

@@ -105,7 +105,8 @@ class EntropicSparseMap(BaseMonge):
         only the starting point of the search for γ.
     target_dim : float, default=None
         Choose γ instead: the mean number of moved features per training
-        source cell (:math:`|Δ| > 10^{-8}`) is brought within 10 % of
+        source cell (:math:`|Δ| > 10^{-8}`, measured on at most 512 evenly
+        spaced source cells) is brought within 10 % of
         ``target_dim`` by a search on a warm-started γ path (bracketing by
         factors of 4, then secant steps in log γ; at most 16 fits). The same
         meaning as :class:`~skmonge.NeuralSparseMap`'s ``target_dim``. The

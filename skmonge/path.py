@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import clone
+from sklearn.base import _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval
 
 from ._base import resolve_labels
 from ._progress import Progress
 from .entropic import EntropicSparseMap
 
-__all__ = ["SparsityPath", "default_gammas", "sparsity_path"]
+__all__ = ["EntropicSparseMapCV", "SparsityPath", "default_gammas", "sparsity_path"]
 
 # target_dim search: relative tolerance, bracketing factor, fit budget
 _TARGET_RTOL = 0.1
@@ -34,6 +36,19 @@ _BRACKET_FACTOR = 4.0
 _MAX_FITS = 16
 # a coordinate moves when |Δ| exceeds this (elastic maps set the others to 0)
 _MOVED_ATOL = 1e-8
+# source cells on which the moved fraction is measured by default (evenly
+# spaced): the map's evaluation costs as much as a fit per cell block, and a
+# mean over 512 cells is within a few percent of the mean over all of them
+_EVAL_ROWS = 512
+
+
+def _evaluation_rows(rows):
+    """At most ``_EVAL_ROWS`` evenly spaced rows of ``rows`` (all when fewer)."""
+    n = rows.shape[0]
+    if n <= _EVAL_ROWS:
+        return rows
+    return rows[np.unique(np.linspace(0, n - 1, _EVAL_ROWS).astype(np.intp))]
+
 
 # top of the default grid, in units of the largest difference of feature
 # means between the populations (see sparsity_path)
@@ -115,6 +130,7 @@ def default_gammas(X, y, source, target, n_gammas=10, gamma_ratio=1e-3):
     if not (isinstance(gamma_ratio, numbers.Real) and 0 < gamma_ratio < 1):
         raise ValueError(f"gamma_ratio must be in (0, 1), got {gamma_ratio!r}.")
     y = np.asarray(y)
+    X = _as_rows(X)
     shift = _mean(X[y == target]) - _mean(X[y == source])
     top = _TOP_FACTOR * float(np.max(np.abs(shift)))
     values = X.data if sp.issparse(X) else np.asarray(X)
@@ -125,6 +141,11 @@ def default_gammas(X, y, source, target, n_gammas=10, gamma_ratio=1e-3):
             "scale can be derived from the data; pass gammas explicitly."
         )
     return np.geomspace(top, top * gamma_ratio, int(n_gammas))
+
+
+def _as_rows(X):
+    """``X`` as an ndarray or CSR matrix that supports boolean row masks."""
+    return check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32])
 
 
 def _mean(Z):
@@ -168,7 +189,8 @@ def sparsity_path(
               > \text{atol}\}, \qquad
               \text{dimension}(γ) = d \cdot \text{moved}(γ)
 
-    over the source rows of ``X_eval`` (default: the source rows of ``X``),
+    over the rows of ``X_eval`` (default: the source rows of ``X``, at most
+    512 of them, evenly spaced),
     and, with ``(X_val, y_val)``, the held-out ``score``. A warm start only
     shortens the solve: each map is the cold fit's, to the Sinkhorn
     tolerance.
@@ -191,7 +213,8 @@ def sparsity_path(
         Smallest over largest γ of the default grid.
     X_eval : {array-like, sparse matrix}, default=None
         Cells whose displacements give ``moved_fraction`` and ``dimension``
-        (all treated as source points); ``None``: the source rows of ``X``.
+        (all treated as source points); ``None``: the source rows of ``X``
+        (512 evenly spaced ones when there are more).
     X_val, y_val : default=None
         Held-out pooled rows for ``score``.
     atol : float, default=1e-8
@@ -253,7 +276,9 @@ def sparsity_path(
     converged = np.empty(rows, dtype=bool)
     seconds = np.empty(rows)
     fitted = [] if return_estimators else None
-    evaluated = X[y_arr == source] if X_eval is None else X_eval
+    evaluated = (
+        _evaluation_rows(_as_rows(X)[y_arr == source]) if X_eval is None else X_eval
+    )
     g_prev = None
     progress = Progress(rows, "sparsity_path", verbose)
     for i, gamma in enumerate(gammas):
@@ -322,7 +347,7 @@ def fit_to_target_dim(estimator, X, y):
         )
     # validated once for the checks and the evaluated rows; each fit gets
     # X as passed (so that it keeps a DataFrame's feature names)
-    rows = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32])
+    rows = _as_rows(X)
     n_features = rows.shape[1]
     if target > n_features:
         raise ValueError(
@@ -332,7 +357,7 @@ def fit_to_target_dim(estimator, X, y):
     source, _ = resolve_labels(y, estimator.source, estimator.target)
     if y.shape[0] != rows.shape[0]:
         raise ValueError(f"X has {rows.shape[0]} rows but y has {y.shape[0]} labels.")
-    evaluated = rows[y == source]
+    evaluated = _evaluation_rows(rows[y == source])
     fits = {}  # gamma -> (est, moved fraction, dimension, seconds)
 
     def run(gamma):
@@ -387,9 +412,7 @@ def fit_to_target_dim(estimator, X, y):
             stacklevel=3,
         )
     # the estimator takes the chosen fit's state, plus the search
-    for name, value in vars(chosen).items():
-        if name.endswith("_") and not name.startswith("__"):
-            setattr(estimator, name, value)
+    _adopt_fitted_state(estimator, chosen)
     order = sorted(fits, reverse=True)
     estimator.path_ = SparsityPath(
         gammas=np.array(order),
@@ -404,6 +427,13 @@ def fit_to_target_dim(estimator, X, y):
     return estimator
 
 
+def _adopt_fitted_state(estimator, fitted):
+    """Copy the fitted attributes (``name_``) of ``fitted`` onto ``estimator``."""
+    for name, value in vars(fitted).items():
+        if name.endswith("_") and not name.startswith("_"):
+            setattr(estimator, name, value)
+
+
 def _secant_step(lo, hi, target):
     """Next γ between ``lo`` (D above target) and ``hi`` (D below): the secant
     of log D against log γ, or the geometric midpoint when it leaves the
@@ -416,3 +446,197 @@ def _secant_step(lo, hi, target):
     step = np.exp(np.log(g_lo) + (np.log(target) - np.log(d_lo)) / slope)
     inside = min(g_lo, g_hi) < step < max(g_lo, g_hi)
     return float(step) if inside else mid
+
+
+class EntropicSparseMapCV(EntropicSparseMap):
+    r"""EntropicSparseMap with γ chosen by cross-validation, as ``LassoCV``.
+
+    A ``GridSearchCV`` over γ (the other parameters fixed), then, with
+    ``refit``, the map refitted on all of ``(X, y)`` at the best γ: the
+    fitted estimator *is* that map (``transform``, ``score`` and every
+    fitted attribute of :class:`EntropicSparseMap`).
+
+    Parameters
+    ----------
+    gammas : int or array-like of float, default=10
+        The grid, or its size for :func:`default_gammas` (derived from the
+        training data of each ``fit``).
+    cv : int or cross-validation splitter, default=None
+        ``None`` (5) or an int: that many folds stratified on the population
+        labels, shuffled with ``random_state`` (so that every fold holds both
+        populations); a splitter is used as given.
+    scoring : str, callable, dict or None, default=None
+        ``None`` is the map's own ``score`` (minus the held-out Sinkhorn
+        divergence); any scorer of :mod:`skmonge.metrics`, e.g.
+        :func:`~skmonge.metrics.make_sparsity_fit_scorer`; a dict for
+        several (then ``refit`` names the one that chooses γ).
+    refit : bool or str, default=True
+        Refit at the best γ on all rows (a str: the scorer of a dict
+        ``scoring`` that decides).
+    n_jobs : int, default=None
+        Parallel fits through joblib.
+    random_state : int, RandomState or None, default=None
+        Shuffling of the default folds.
+    cost, k, epsilon, relative_epsilon, perplexity, max_iter, tol
+        As in :class:`EntropicSparseMap` (fixed along the grid).
+    source, target, chunk_size, verbose
+        As in :class:`EntropicSparseMap`.
+
+    Attributes
+    ----------
+    gamma_ : float
+        The γ chosen.
+    best_score_ : float
+        Its mean cross-validated score.
+    cv_results_ : dict
+        ``GridSearchCV.cv_results_`` (read by
+        :func:`skmonge.plotting.plot_sparsity_tradeoff`).
+    gammas_ : ndarray
+        The grid searched.
+
+    Other fitted attributes are those of :class:`EntropicSparseMap` (after a
+    refit).
+
+    Examples
+    --------
+    >>> from skmonge.path import EntropicSparseMapCV
+    >>> from skmonge.datasets import make_sparse_monge
+    >>> X, y, _ = make_sparse_monge(n_samples=200, n_features=6, n_active=2,
+    ...                             random_state=0)
+    >>> est = EntropicSparseMapCV(gammas=4, cv=3, random_state=0).fit(X, y)
+    >>> est.gamma_ in est.gammas_
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **{
+            name: rule
+            for name, rule in EntropicSparseMap._parameter_constraints.items()
+            if name not in ("gamma", "target_dim")
+        },
+        "gammas": [Interval(numbers.Integral, 1, None, closed="left"), "array-like"],
+        "cv": ["cv_object"],
+        "scoring": [None, str, callable, dict, list, tuple],
+        "refit": ["boolean", str],
+        "n_jobs": [numbers.Integral, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        gammas=10,
+        *,
+        cv=None,
+        scoring=None,
+        refit=True,
+        n_jobs=None,
+        random_state=None,
+        cost="elastic_l1",
+        k=None,
+        epsilon=None,
+        relative_epsilon=None,
+        perplexity=50,
+        max_iter=10_000,
+        tol=1e-6,
+        source=None,
+        target=None,
+        chunk_size=None,
+        verbose=False,
+    ):
+        # every parameter set as given (no super().__init__: the grid
+        # replaces gamma and target_dim, which this estimator does not have)
+        self.cost = cost
+        self.k = k
+        self.epsilon = epsilon
+        self.relative_epsilon = relative_epsilon
+        self.perplexity = perplexity
+        self.max_iter = max_iter
+        self.tol = tol
+        self.source = source
+        self.target = target
+        self.chunk_size = chunk_size
+        self.verbose = verbose
+        self.gammas = gammas
+        self.cv = cv
+        self.scoring = scoring
+        self.refit = refit
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def __sklearn_is_fitted__(self):
+        # fitted as a map only after the refit (refit=False keeps just the
+        # cross-validation results)
+        return hasattr(self, "potential_target_")
+
+    def _map_params(self):
+        """The fixed parameters of the maps along the grid."""
+        names = EntropicSparseMap._get_param_names()
+        return {n: getattr(self, n) for n in names if n not in ("gamma", "target_dim")}
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Cross-validate γ on ``(X, y)``, then refit at the best γ.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : EntropicSparseMapCV
+        """
+        if y is None:
+            raise ValueError(
+                "EntropicSparseMapCV requires y to be passed, but the target y is "
+                "None: y gives the population (source or target) of each row."
+            )
+        _as_rows(X)  # NaN, inf, complex or malformed X fail here, by name
+        base = EntropicSparseMap(**self._map_params())
+        y_arr = np.asarray(y)
+        if isinstance(self.gammas, numbers.Integral):
+            source, target = resolve_labels(y_arr, self.source, self.target)
+            gammas = default_gammas(X, y_arr, source, target, int(self.gammas))
+        else:
+            gammas = _check_gammas(self.gammas)
+        cv = 5 if self.cv is None else self.cv
+        if isinstance(cv, numbers.Integral):
+            # stratified on the population labels and shuffled: plain KFold
+            # on rows sorted by population would leave folds without source
+            # or target rows
+            folds = StratifiedKFold(
+                int(cv), shuffle=True, random_state=self.random_state
+            )
+            # stratified on integer codes: the labels may be of any type
+            # (strings, mixed, None), which StratifiedKFold refuses
+            codes = np.unique(y_arr.astype(str), return_inverse=True)[1]
+            cv = list(folds.split(np.zeros((len(codes), 1)), codes))
+        multi = isinstance(self.scoring, (dict, list, tuple))
+        if multi and not isinstance(self.refit, str):
+            raise ValueError(
+                "With several scorers, refit must name the one that chooses γ, "
+                f"got {self.refit!r}."
+            )
+        # GridSearchCV only scores the grid; the refit (all rows, best γ)
+        # is this estimator's own state
+        search = GridSearchCV(
+            base,
+            {"gamma": list(gammas)},
+            scoring=self.scoring,
+            cv=cv,
+            n_jobs=self.n_jobs,
+            refit=False,
+            error_score="raise",
+        ).fit(X, y)
+        results = search.cv_results_
+        name = self.refit if isinstance(self.refit, str) else "score"
+        best = int(np.argmin(results[f"rank_test_{name}"]))
+        self.gammas_ = np.asarray(gammas)
+        self.cv_results_ = results
+        self.best_score_ = float(results[f"mean_test_{name}"][best])
+        best_gamma = float(results["params"][best]["gamma"])
+        if self.refit is not False:
+            refitted = clone(base).set_params(gamma=best_gamma)._fit(X, y)
+            _adopt_fitted_state(self, refitted)
+        self.gamma_ = best_gamma
+        return self

@@ -179,3 +179,54 @@ def test_target_dim_bad_values(task, params, match):
     X = np.hstack([X, X[:, :2]])  # 10 features
     with pytest.raises(ValueError, match=match):
         EntropicSparseMap(**params).fit(X, y)
+
+
+# ------------------------------------------------------------ EntropicSparseMapCV
+def test_cv_with_the_tradeoff_scorer_finds_the_true_sparsity():
+    from skmonge import EntropicSparseMapCV
+    from skmonge.metrics import make_sparsity_fit_scorer
+
+    # 2 of 10 features displaced: a moved fraction near 0.2 is the truth
+    X, y, _ = make_sparse_monge(
+        n_samples=300, n_features=10, n_active=2, random_state=0
+    )
+    est = EntropicSparseMapCV(
+        gammas=8, cv=3, scoring=make_sparsity_fit_scorer(0.3), random_state=0
+    ).fit(X, y)
+    assert est.gamma_ in est.gammas_ and len(est.cv_results_["params"]) == 8
+    source = X[y == 0]
+    moved = np.mean(np.abs(est.transform(source) - source) > 1e-8)
+    assert 0.15 < moved < 0.35
+    # the refitted map is the plain map at the chosen γ
+    plain = EntropicSparseMap(gamma=est.gamma_).fit(X, y)
+    np.testing.assert_allclose(est.transform(source), plain.transform(source))
+    best = np.argmin(est.cv_results_["rank_test_score"])
+    assert est.best_score_ == est.cv_results_["mean_test_score"][best]
+    # the default score (held-out divergence) prefers a denser map
+    dense = EntropicSparseMapCV(gammas=8, cv=3, random_state=0).fit(X, y)
+    assert dense.gamma_ < est.gamma_
+
+
+def test_cv_refit_false_and_several_scorers(task):
+    from sklearn.exceptions import NotFittedError
+
+    from skmonge import EntropicSparseMapCV
+    from skmonge.metrics import displacement_sparsity_score, sinkhorn_divergence_score
+
+    X, y, _ = task
+    scoring = {
+        "fit": sinkhorn_divergence_score,
+        "sparsity": displacement_sparsity_score,
+    }
+    with pytest.raises(ValueError, match="refit must name"):
+        EntropicSparseMapCV(gammas=[1.0, 0.5], cv=2, scoring=scoring).fit(X, y)
+    est = EntropicSparseMapCV(
+        gammas=[1.0, 0.5], cv=2, scoring=scoring, refit="fit", random_state=0
+    ).fit(X, y)
+    assert "mean_test_sparsity" in est.cv_results_
+    quiet = EntropicSparseMapCV(gammas=[1.0, 0.5], cv=2, refit=False).fit(X, y)
+    assert quiet.gamma_ in (1.0, 0.5)
+    with pytest.raises(NotFittedError):
+        quiet.transform(X)
+    with pytest.raises(ValueError, match="positive finite"):
+        EntropicSparseMapCV(gammas=[1.0, -1.0]).fit(X, y)

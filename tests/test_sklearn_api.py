@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skmonge import EntropicSparseMap
+from skmonge import EntropicSparseMap, EntropicSparseMapCV
 from skmonge.datasets import make_sparse_monge
 from skmonge.metrics import make_sparsity_fit_scorer
 
@@ -22,6 +22,7 @@ from skmonge.metrics import make_sparsity_fit_scorer
     [
         EntropicSparseMap(source=0, target=1),
         EntropicSparseMap(cost="sqeuclidean", source=0, target=1),
+        EntropicSparseMapCV(gammas=[0.5, 1.0], cv=2, source=0, target=1),
     ],
     expected_failed_checks=expected_failed_checks,
 )
