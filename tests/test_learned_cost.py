@@ -21,9 +21,9 @@ from skmonge.learned_cost.losses import (  # noqa: E402
 )
 from skmonge.learned_cost.maps import aggregated_gradient  # noqa: E402
 from skmonge.learned_cost.sinkhorn import (  # noqa: E402
-    sinkhorn_divergence,
+    differentiable_plan,
+    differentiable_sinkhorn_divergence,
     sinkhorn_potentials,
-    transport_plan,
 )
 
 F64 = torch.float64
@@ -156,7 +156,7 @@ def test_sinkhorn_implicit_gradients_gradcheck(dense_limit):
         # the map's Gibbs weights (forward and reverse), and the plan
         forward = torch.softmax(log_b + g - K, dim=1)
         backward = torch.softmax(log_a[:, None] + f[:, None] - K, dim=0)
-        plan = transport_plan(K, f, g, log_a, log_b)
+        plan = differentiable_plan(K, f, g, log_a, log_b)
         return forward, backward, (plan * v).sum()
 
     assert torch.autograd.gradcheck(weights, (K,), eps=1e-6, atol=1e-7)
@@ -169,7 +169,7 @@ def test_sinkhorn_potentials_meet_the_marginals():
     info = {}
     f, g = sinkhorn_potentials(K, log_a, log_b, tol=1e-10, info=info)
     assert info["converged"]
-    P = transport_plan(K, f, g, log_a, log_b)
+    P = differentiable_plan(K, f, g, log_a, log_b)
     torch.testing.assert_close(P.sum(1), log_a.exp(), atol=1e-9, rtol=0)
     torch.testing.assert_close(P.sum(0), log_b.exp(), atol=1e-12, rtol=0)
 
@@ -180,7 +180,7 @@ def test_sinkhorn_divergence_gradient_matches_finite_differences():
     Y = torch.tensor(rng.normal(size=(5, 2)) + 1.0, dtype=F64)
 
     def S(X):
-        return sinkhorn_divergence(X, Y, 0.5, tol=1e-13, max_iter=20000)
+        return differentiable_sinkhorn_divergence(X, Y, 0.5, tol=1e-13, max_iter=20000)
 
     (grad,) = torch.autograd.grad(S(X), X)
     fd = torch.zeros_like(X)
@@ -191,7 +191,9 @@ def test_sinkhorn_divergence_gradient_matches_finite_differences():
             E[idx] = e
             fd[idx] = (S(X + E) - S(X - E)) / (2 * e)
     torch.testing.assert_close(grad, fd, atol=1e-7, rtol=1e-6)
-    assert float(sinkhorn_divergence(Y, Y, 0.5)) == pytest.approx(0.0, abs=1e-9)
+    assert float(differentiable_sinkhorn_divergence(Y, Y, 0.5)) == pytest.approx(
+        0.0, abs=1e-9
+    )
 
 
 # --------------------------------------------------------------------- losses

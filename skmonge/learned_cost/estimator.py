@@ -569,11 +569,11 @@ class LearnedCostMap(BaseMonge):
         )
         from .maps import aggregated_gradient, displacement_guess
         from .sinkhorn import (
+            differentiable_plan,
+            differentiable_sinkhorn_divergence,
             half_sq_dist,
-            sinkhorn_divergence,
             sinkhorn_log,
             sinkhorn_potentials,
-            transport_plan,
         )
 
         n, m, d = Xs_np.shape[0], Yt_np.shape[0], Xs_np.shape[1]
@@ -734,15 +734,15 @@ class LearnedCostMap(BaseMonge):
                         Y_r - T_r, directions
                     )
             else:  # coupling
-                plan = transport_plan(K, f_t, g_t, log_a, log_b)
+                plan = differentiable_plan(K, f_t, g_t, log_a, log_b)
                 objective = objective + coupling_loss(plan, rows_pair, cols_pair)
 
             if self.fit_weight > 0:
-                fit = half * sinkhorn_divergence(
+                fit = half * differentiable_sinkhorn_divergence(
                     T_f, Yt, div_eps, state=states["fit_f"]
                 )
                 if use_reverse:
-                    fit = fit + half * sinkhorn_divergence(
+                    fit = fit + half * differentiable_sinkhorn_divergence(
                         T_r, Xs, div_eps, state=states["fit_r"]
                     )
                 objective = objective + self.fit_weight * fit

@@ -7,7 +7,7 @@ and reverse versions, :math:`½\mathcal L(T) + ½\mathcal L(T^{-1})` (A.2.3).
 from __future__ import annotations
 
 from .._torch import import_torch
-from .sinkhorn import sinkhorn_divergence
+from .sinkhorn import differentiable_sinkhorn_divergence
 
 torch = import_torch()
 F = torch.nn.functional
@@ -46,7 +46,7 @@ def subsets_loss(mapped, partners, groups, epsilon, states):
     """
     total = mapped.new_zeros(())
     for (rows, cols), state in zip(groups, states, strict=True):
-        total = total + sinkhorn_divergence(
+        total = total + differentiable_sinkhorn_divergence(
             mapped[rows], partners[cols], epsilon, state=state
         )
     return total / max(1, len(groups))

@@ -47,8 +47,8 @@ torch = import_torch()
 __all__ = [
     "sinkhorn_log",
     "sinkhorn_potentials",
-    "transport_plan",
-    "sinkhorn_divergence",
+    "differentiable_plan",
+    "differentiable_sinkhorn_divergence",
 ]
 
 # Sizes of the Schur complement above which conjugate gradients replace the
@@ -186,7 +186,7 @@ def sinkhorn_potentials(
     )
 
 
-def transport_plan(K, f, g, log_a, log_b):
+def differentiable_plan(K, f, g, log_a, log_b):
     r"""Plan :math:`P_{ij} = a_i b_j e^{\tilde f_i + \tilde g_j - K_{ij}}`."""
     return torch.exp(log_a[:, None] + log_b[None, :] + f[:, None] + g[None, :] - K)
 
@@ -239,7 +239,9 @@ def _ot_self(X, epsilon, tol, max_iter, f_init):
     return value, f
 
 
-def sinkhorn_divergence(X, Y, epsilon, tol=1e-5, max_iter=500, state=None):
+def differentiable_sinkhorn_divergence(
+    X, Y, epsilon, tol=1e-5, max_iter=500, state=None
+):
     r"""Debiased Sinkhorn divergence for the ½ℓ2² cost, differentiable in X and Y.
 
     .. math:: S_ε(α, β) = \mathrm{OT}_ε(α, β) - ½\mathrm{OT}_ε(α, α)
