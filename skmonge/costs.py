@@ -64,6 +64,10 @@ class TranslationInvariantCost:
     #: only pairwise work is a sparse matrix product, is kept at 1 %).
     #: 0 = always densify.
     sparse_density_cutoff = 0.0
+    #: Whether τ is γ times a fixed function, so that the cost matrix is
+    #: ``Q + γ L`` with ``Q = ½‖x - y‖²`` and ``L`` the ``tau_matrix`` at
+    #: γ = 1: a γ path (:func:`skmonge.sparsity_path`) computes both once.
+    linear_in_gamma = False
 
     # ------------------------------------------------------------------ τ
     def tau(self, Z):
@@ -276,6 +280,7 @@ class ElasticL1(_SeparableElastic):
 
     _kind = separable.KIND_L1
     sparse_density_cutoff = 0.02
+    linear_in_gamma = True
 
     def prox(self, Z):
         return separable.soft_threshold(as_float_2d(Z), self.gamma)
@@ -332,6 +337,8 @@ class ElasticKOverlap(TranslationInvariantCost):
     k : int, default=1
         Support size of the norm, ``1 <= k <= n_features``.
     """
+
+    linear_in_gamma = True
 
     def __init__(self, gamma=1.0, k=1):
         self.gamma = _check_gamma(gamma)

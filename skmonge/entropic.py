@@ -264,12 +264,14 @@ class EntropicSparseMap(BaseMonge):
             return fit_to_target_dim(self, X, y)
         return self._fit(X, y)
 
-    def _fit(self, X, y, g_init=None):
+    def _fit(self, X, y, g_init=None, cost_matrix=None):
         """The fit, with an optional warm start ``g_init`` of the target potential.
 
         :func:`skmonge.sparsity_path` warm-starts each γ from the previous
         one (same target cells, nearby cost); the fixed point, hence the
-        fitted map, is the cold fit's to the tolerance.
+        fitted map, is the cold fit's to the tolerance. ``cost_matrix``, a
+        callable ``(cost, X_source, X_target) -> C``, replaces the cost
+        computation (the path reuses the parts of costs linear in γ).
         """
         X_source, X_target = self._validate_fit_input(X, y)
         cost = make_cost(self.cost, gamma=self.gamma, k=self.k)
@@ -277,7 +279,10 @@ class EntropicSparseMap(BaseMonge):
         X_source = cost.prepare_cloud(X_source)
         X_target = cost.prepare_cloud(X_target)
         _check_data_scale(X_source, X_target)
-        C = self._fit_cost_matrix(cost, X_source, X_target)
+        if cost_matrix is None:
+            C = self._fit_cost_matrix(cost, X_source, X_target)
+        else:
+            C = cost_matrix(cost, X_source, X_target)
         _check_costs_finite(C, "source and target rows of X")
         epsilon = self._resolve_epsilon(C)
         if g_init is not None and np.shape(g_init) != (C.shape[1],):

@@ -230,3 +230,19 @@ def test_cv_refit_false_and_several_scorers(task):
         quiet.transform(X)
     with pytest.raises(ValueError, match="positive finite"):
         EntropicSparseMapCV(gammas=[1.0, -1.0]).fit(X, y)
+
+
+@pytest.mark.parametrize("cost", ["elastic_l1", "elastic_kovlp", "elastic_stvs"])
+def test_path_cost_reuse_equals_the_direct_cost_matrix(cost):
+    from skmonge.costs import make_cost
+    from skmonge.path import _LinearCosts
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(30, 6)), rng.normal(size=(25, 6)) + 0.5
+    costs = _LinearCosts()
+    for gamma in (3.0, 0.7, 0.01):
+        c = make_cost(cost, gamma=gamma, k=2)
+        direct = c.cost_matrix(X, Y)
+        np.testing.assert_allclose(costs(c, X, Y), direct, rtol=1e-12, atol=1e-12)
+    # ℓ1 and k-overlap reuse their parts; STVS is not linear in γ
+    assert (costs.parts is not None) == (cost != "elastic_stvs")

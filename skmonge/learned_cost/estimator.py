@@ -34,25 +34,19 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseMonge, _dense, check_finite_rows, dense_rows
 from .._progress import Progress
-from .._torch import (
-    import_torch,
-    resolve_device,
-    seed_from,
-    to_numpy,
-    to_tensor,
-    torch_seed,
-)
+from .._torch import import_torch, resolve_device, seed_from, to_numpy, to_tensor
+from ._training import LOSSES
 
 __all__ = ["LearnedCostMap"]
 
-_LOSSES = {"pairs", "subsets", "low_rank", "k_directional", "coupling"}
-# What each loss needs besides (X, y), for the error of a fit without it.
+# The valid loss names: the keys of the registry of training.py.
+_LOSSES = set(LOSSES)
+# What each loss needs besides (X, y) (its ``requires`` in LOSSES), for the
+# error of a fit without it.
 _LOSS_NEEDS = (
     "The losses need: 'pairs' and 'coupling' the fit parameter pair_id, "
     "'subsets' subset_id; 'low_rank' and 'k_directional' fit on (X, y) alone."
 )
-# Refresh the progress bar's loss (a host sync) every this many steps.
-_BAR_EVERY = 10
 
 
 def _data_spread(X_source, X_target):
@@ -462,15 +456,16 @@ class LearnedCostMap(BaseMonge):
             src, tgt = ids[is_source], ids[is_target]
             for k in np.intersect1d(src[src >= 0], tgt[tgt >= 0]):
                 groups.append((np.flatnonzero(src == k), np.flatnonzero(tgt == k)))
-        if self.loss in ("pairs", "coupling") and pairs[0].size == 0:
+        requires = LOSSES[self.loss].requires
+        if requires == "pair_id" and pairs[0].size == 0:
             raise ValueError(
                 f"loss={self.loss!r} needs known pairs: pass pair_id (one id per "
                 "row, -1 for unpaired rows) with at least one id shared by a "
                 f"source row and a target row. {_LOSS_NEEDS}"
             )
-        if self.loss == "subsets" and not groups:
+        if requires == "subset_id" and not groups:
             raise ValueError(
-                "loss='subsets' needs subset_id (one id per row, -1 for none) "
+                f"loss={self.loss!r} needs subset_id (one id per row, -1 for none) "
                 "with at least one id present among both source and target "
                 f"rows. {_LOSS_NEEDS}"
             )
@@ -543,273 +538,58 @@ class LearnedCostMap(BaseMonge):
             ) from exc
         return self
 
-    def _relative_epsilons(self):
-        """Relative ε of every training step (geometric decay when asked)."""
-        steps = max(1, self.n_iter)
-        if self.relative_epsilon_init is None or steps == 1:
-            return np.full(steps, float(self.relative_epsilon))
-        return np.geomspace(
-            float(self.relative_epsilon_init), float(self.relative_epsilon), steps
-        )
-
     def _fit_torch(
         self, Xs_np, Yt_np, hidden, flow_hidden, pairs, groups, device, tdtype
     ):
+        """Train the cost with :class:`._CostTrainer`; store the fitted map."""
         torch = import_torch()
-        from .costs import ConvexCost, LearnedCost, pairwise_cost
-        from .flows import dirichlet_energy, make_flow, symmetry_penalty
-        from .inverse import inverse_gradient
-        from .losses import (
-            cost_matrix_penalty,
-            coupling_loss,
-            k_directional_loss,
-            low_rank_loss,
-            pairs_loss,
-            subsets_loss,
+        from ._training import _CostTrainer
+
+        trainer = _CostTrainer(
+            self,
+            Xs_np,
+            Yt_np,
+            pairs,
+            groups,
+            hidden=hidden,
+            flow_hidden=flow_hidden,
+            seed=seed_from(self.random_state),
+            device=device,
+            dtype=tdtype,
         )
-        from .maps import aggregated_gradient, displacement_guess
-        from .sinkhorn import (
-            differentiable_plan,
-            differentiable_sinkhorn_divergence,
-            half_sq_dist,
-            sinkhorn_log,
-            sinkhorn_potentials,
-        )
-
-        n, m, d = Xs_np.shape[0], Yt_np.shape[0], Xs_np.shape[1]
-        Xs = to_tensor(np.array(Xs_np), device, tdtype)
-        Yt = to_tensor(np.array(Yt_np), device, tdtype)
-        log_a = torch.full((n,), -math.log(n), dtype=tdtype, device=device)
-        log_b = torch.full((m,), -math.log(m), dtype=tdtype, device=device)
-
-        # ------------------------------------------------------- modules
-        with torch_seed(seed_from(self.random_state)):
-            h = ConvexCost(d, hidden, self.alpha, self.symmetric)
-            flow_s = flow_t = None
-            if self.flows is not None:
-                flow_s = make_flow(d, self.flow_transforms, flow_hidden)
-                flow_t = (
-                    flow_s
-                    if self.flows == "shared"
-                    else make_flow(d, self.flow_transforms, flow_hidden)
-                )
-            directions = None
-            if self.loss == "k_directional":
-                directions = torch.nn.Parameter(torch.randn(self.n_directions, d))
-        h = h.to(device=device, dtype=tdtype)
-        flow_list = []
-        if flow_s is not None:
-            flow_s = flow_s.to(device=device, dtype=tdtype)
-            flow_list.append(flow_s)
-            if flow_t is not flow_s:
-                flow_t = flow_t.to(device=device, dtype=tdtype)
-                flow_list.append(flow_t)
-            else:
-                flow_t = flow_s
-        cost = LearnedCost(h, flow_s, flow_t)
-        if directions is not None:
-            directions = torch.nn.Parameter(directions.data.to(device, tdtype))
-
-        groups_param = [{"params": list(h.parameters()), "lr": self.learning_rate}]
-        if directions is not None:
-            groups_param.append({"params": [directions], "lr": self.learning_rate})
-        flow_params = [p for flow in flow_list for p in flow.parameters()]
-        if flow_params:
-            groups_param.append({"params": flow_params, "lr": self.flow_learning_rate})
-        n_trainable = sum(p.numel() for g in groups_param for p in g["params"])
-        n_iter = int(self.n_iter) if n_trainable else 0
-
-        # ------------------------------------------------- what the loss needs
-        loss = self.loss
-        rows_pair = torch.as_tensor(pairs[0], device=device, dtype=torch.long)
-        cols_pair = torch.as_tensor(pairs[1], device=device, dtype=torch.long)
-        all_points = loss in ("subsets", "low_rank", "k_directional") or (
-            self.fit_weight > 0
-        )
-        needs_map = loss != "coupling" or self.fit_weight > 0
-        rows_f = torch.arange(n, device=device) if all_points else rows_pair
-        cols_r = torch.arange(m, device=device) if all_points else cols_pair
-        pair_pos = torch.arange(rows_pair.shape[0], device=device)
-        use_reverse = bool(self.reverse)
-        if not use_reverse:
-            cols_r = cols_r[:0]
-        half = 0.5 if use_reverse else 1.0
-        with torch.no_grad():
-            div_eps = float(self.divergence_epsilon) * float(
-                half_sq_dist(Yt, Yt).mean()
-            )
-        if not div_eps > 0:
-            div_eps = float(self.divergence_epsilon)
-        group_idx = [
-            (
-                torch.as_tensor(r, device=device, dtype=torch.long),
-                torch.as_tensor(c, device=device, dtype=torch.long),
-            )
-            for r, c in groups
-        ]
-        states = {
-            "sub_f": [{} for _ in groups],
-            "sub_r": [{} for _ in groups],
-            "fit_f": {},
-            "fit_r": {},
-        }
-
-        rel_eps = self._relative_epsilons()
-        history = torch.zeros(n_iter, dtype=tdtype, device=device)
-        optimizer = torch.optim.Adam(groups_param) if n_iter else None
-        g_abs = None  # warm start of Sinkhorn, absolute units (detached)
-        z_prev = None  # warm start of (∇h)^{-1}
-        solver_ok = True
-
-        def push():
-            return cost.push_source(Xs), cost.push_target(Yt)
-
-        progress = Progress(n_iter, "LearnedCostMap", self.verbose)
-        for step in range(n_iter):
-            Xp, Yp = push()
-            if needs_map:
-                C, G = pairwise_cost(h, Xp, Yp, with_gradient=True, create_graph=True)
-            else:
-                C, G = pairwise_cost(h, Xp, Yp), None
-            eps = float(rel_eps[step]) * C.mean()
-            K = C / eps
-            g_init = None if g_abs is None else g_abs / eps.detach()
-            f_t, g_t = sinkhorn_potentials(
-                K, log_a, log_b, g_init, self.sinkhorn_tol, self.train_sinkhorn_iter
-            )
-            g_abs = (g_t * eps).detach()
-            objective = C.new_zeros(())
-            if needs_map:
-                W_f = aggregated_gradient(C[rows_f], G[rows_f], g_t, log_b, eps)
-                W_r = aggregated_gradient(
-                    C[:, cols_r], G[:, cols_r], f_t, log_a, eps, reverse=True
-                )
-                W = torch.cat([W_f, W_r])
-                if z_prev is None:
-                    with torch.no_grad():
-                        z_prev = torch.cat(
-                            [
-                                displacement_guess(
-                                    C[rows_f], Xp[rows_f], Yp, g_t, log_b, eps
-                                ),
-                                displacement_guess(
-                                    C[:, cols_r], Xp, Yp[cols_r], f_t, log_a, eps, True
-                                ),
-                            ]
-                        )
-                info = {}
-                z = inverse_gradient(h, W, z_prev, info=info)
-                solver_ok = info.get("converged", True)
-                z_prev = z.detach()
-                z_f, z_r = z[: rows_f.shape[0]], z[rows_f.shape[0] :]
-                T_f = cost.pull_target(Xp[rows_f] - z_f)
-                T_r = cost.pull_source(Yp[cols_r] + z_r)
-                X_f, Y_r = Xs[rows_f], Yt[cols_r]
-
-            if loss == "pairs":
-                # rows of T_f / T_r holding the paired points
-                pos = rows_pair if all_points else pair_pos
-                pos_r = cols_pair if all_points else pair_pos
-                objective = objective + half * pairs_loss(T_f[pos], Yt[cols_pair])
-                if use_reverse:
-                    objective = objective + half * pairs_loss(T_r[pos_r], Xs[rows_pair])
-            elif loss == "subsets":
-                objective = objective + half * subsets_loss(
-                    T_f, Yt, group_idx, div_eps, states["sub_f"]
-                )
-                if use_reverse:
-                    swapped = [(c, r) for r, c in group_idx]
-                    objective = objective + half * subsets_loss(
-                        T_r, Xs, swapped, div_eps, states["sub_r"]
-                    )
-            elif loss == "low_rank":
-                objective = objective + half * low_rank_loss(T_f - X_f, self.rank)
-                if use_reverse:
-                    objective = objective + half * low_rank_loss(T_r - Y_r, self.rank)
-            elif loss == "k_directional":
-                objective = objective + half * k_directional_loss(T_f - X_f, directions)
-                if use_reverse:
-                    # reverse displacements point the other way
-                    objective = objective + half * k_directional_loss(
-                        Y_r - T_r, directions
-                    )
-            else:  # coupling
-                plan = differentiable_plan(K, f_t, g_t, log_a, log_b)
-                objective = objective + coupling_loss(plan, rows_pair, cols_pair)
-
-            if self.fit_weight > 0:
-                fit = half * differentiable_sinkhorn_divergence(
-                    T_f, Yt, div_eps, state=states["fit_f"]
-                )
-                if use_reverse:
-                    fit = fit + half * differentiable_sinkhorn_divergence(
-                        T_r, Xs, div_eps, state=states["fit_r"]
-                    )
-                objective = objective + self.fit_weight * fit
-            if self.cost_reg > 0:
-                objective = objective + self.cost_reg * cost_matrix_penalty(C)
-            if flow_list and self.symmetry_reg > 0 and len(flow_list) == 2:
-                objective = objective + self.symmetry_reg * symmetry_penalty(
-                    flow_s, flow_t, Xs, Yt
-                )
-            if flow_list and self.dirichlet_reg > 0:
-                objective = objective + self.dirichlet_reg * (
-                    dirichlet_energy(flow_s, Xs) + dirichlet_energy(flow_t, Yt)
-                )
-
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
-            h.clamp_weights_()
-            history[step] = objective.detach()
-            if progress.active and (step % _BAR_EVERY == 0 or step == n_iter - 1):
-                # a host sync: only every _BAR_EVERY steps, and only verbose
-                progress.show(loss=f"{float(objective.detach()):.4g}")
-            progress.step()
+        progress = Progress(trainer.n_iter, "LearnedCostMap", self.verbose)
+        trainer.train(progress)
         progress.close()
+        final = trainer.final_solve()
 
-        # ------------------------------------------- final potentials and map
-        with torch.no_grad():
-            Xp, Yp = push()
-            C = pairwise_cost(h, Xp, Yp)
-            mean_cost = float(C.mean())
-            if not mean_cost > 0:
-                raise ValueError(
-                    "The mean learned cost between source and target is not "
-                    "positive (identical constant samples?)."
-                )
-            eps = float(self.relative_epsilon) * mean_cost
-            g_init = None if g_abs is None else g_abs / eps
-            f_t, g_t, n_sink, err = sinkhorn_log(
-                C / eps, log_a, log_b, g_init, self.sinkhorn_tol, self.sinkhorn_max_iter
-            )
+        eps, err, directions = final.epsilon, final.error, trainer.directions
         sink_ok = err <= self.sinkhorn_tol
         self.device_ = str(device)
-        self.cost_ = cost
+        self.cost_ = trainer.cost
         self.epsilon_ = eps
         self.source_ = Xs_np
         self.target_ = Yt_np
-        self.potential_source_ = to_numpy(f_t * eps, np.float64)
-        self.potential_target_ = to_numpy(g_t * eps, np.float64)
+        self.potential_source_ = to_numpy(final.f, np.float64)
+        self.potential_target_ = to_numpy(final.g, np.float64)
         self.directions_ = (
             None
             if directions is None
             else to_numpy(torch.nn.functional.normalize(directions.detach(), dim=1))
         )
         self.n_pairs_ = int(pairs[0].size)
-        self.loss_curve_ = to_numpy(history, np.float64)
-        self.n_iter_ = n_iter
-        self.converged_ = bool(sink_ok and solver_ok)
+        self.loss_curve_ = to_numpy(trainer.history, np.float64)
+        self.n_iter_ = trainer.n_iter
+        self.converged_ = bool(sink_ok and trainer.solver_ok)
         if not sink_ok:
             warnings.warn(
                 f"Sinkhorn did not converge for the learned cost: marginal error "
-                f"{err:.3e} > sinkhorn_tol={self.sinkhorn_tol:.1e} after {n_sink} "
-                f"iterations (epsilon={eps:.4g}). Increase sinkhorn_max_iter, "
-                "sinkhorn_tol or relative_epsilon.",
+                f"{err:.3e} > sinkhorn_tol={self.sinkhorn_tol:.1e} after "
+                f"{final.n_iter} iterations (epsilon={eps:.4g}). Increase "
+                "sinkhorn_max_iter, sinkhorn_tol or relative_epsilon.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        if not solver_ok:
+        if not trainer.solver_ok:
             warnings.warn(
                 "The inner solver of (grad h)^{-1} did not converge at the last "
                 "training step; increase alpha or lower the learning rate.",
