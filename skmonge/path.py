@@ -255,11 +255,7 @@ def sparsity_path(
         raise ValueError(
             f"estimator must be an EntropicSparseMap, got {type(template).__name__}."
         )
-    if template.cost == "sqeuclidean":
-        raise ValueError(
-            'cost="sqeuclidean" has no γ: the path needs an elastic cost '
-            '("elastic_l1", "elastic_stvs" or "elastic_kovlp").'
-        )
+    _check_gamma_cost(template.cost, "sparsity_path")
     if (X_val is None) != (y_val is None):
         raise ValueError("Give both X_val and y_val, or neither.")
     y_arr = np.asarray(y)
@@ -339,6 +335,20 @@ class _LinearCosts:
         return C
 
 
+def _check_gamma_cost(cost, what):
+    """``cost`` must name an elastic cost: γ is what ``what`` varies."""
+    if not isinstance(cost, str):
+        raise ValueError(
+            f"{what} varies γ, which a cost object fixes: pass the cost by name "
+            '("elastic_l1", "elastic_stvs" or "elastic_kovlp" with k).'
+        )
+    if cost == "sqeuclidean":
+        raise ValueError(
+            f'{what} needs an elastic cost: cost="sqeuclidean" has no γ and '
+            "moves every feature of every cell."
+        )
+
+
 def _fit_at(template, X, y, gamma, g_init, evaluated, atol, costs=None):
     """A clone of ``template`` fitted at ``gamma`` (warm start ``g_init``),
     with the moved fraction and moved features per cell of ``evaluated``."""
@@ -369,11 +379,7 @@ def fit_to_target_dim(estimator, X, y):
     ``path_`` set.
     """
     target = float(estimator.target_dim)
-    if estimator.cost == "sqeuclidean":
-        raise ValueError(
-            'target_dim needs an elastic cost: cost="sqeuclidean" moves every '
-            "feature of every cell."
-        )
+    _check_gamma_cost(estimator.cost, "target_dim")
     # validated once for the checks and the evaluated rows; each fit gets
     # X as passed (so that it keeps a DataFrame's feature names)
     rows = _as_rows(X)
@@ -622,6 +628,7 @@ class EntropicSparseMapCV(EntropicSparseMap):
                 "None: y gives the population (source or target) of each row."
             )
         _as_rows(X)  # NaN, inf, complex or malformed X fail here, by name
+        _check_gamma_cost(self.cost, "EntropicSparseMapCV")
         base = EntropicSparseMap(**self._map_params())
         y_arr = np.asarray(y)
         if isinstance(self.gammas, numbers.Integral):

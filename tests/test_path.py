@@ -5,6 +5,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from skmonge import EntropicSparseMap, NeuralSparseMap, sparsity_path
+from skmonge.costs import ElasticL1
 from skmonge.datasets import make_sparse_monge
 from skmonge.path import default_gammas
 
@@ -79,6 +80,7 @@ def test_default_grid_follows_the_units_of_the_data(task):
         (dict(n_gammas=0), "n_gammas"),
         (dict(gamma_ratio=2.0), "gamma_ratio"),
         (dict(estimator=EntropicSparseMap(cost="sqeuclidean")), "has no γ"),
+        (dict(estimator=EntropicSparseMap(cost=ElasticL1(gamma=2.0))), "by name"),
         (dict(estimator=NeuralSparseMap()), "must be an EntropicSparseMap"),
         (dict(X_val=np.zeros((4, 8))), "both X_val and y_val"),
     ],
@@ -172,6 +174,7 @@ def test_target_dim_on_the_true_support_size_finds_the_support():
         (dict(target_dim=-2.0), "target_dim"),
         (dict(target_dim=11), "exceeds the number of features"),
         (dict(target_dim=2, cost="sqeuclidean"), "needs an elastic cost"),
+        (dict(target_dim=2, cost=ElasticL1()), "pass the cost by name"),
     ],
 )
 def test_target_dim_bad_values(task, params, match):
@@ -230,6 +233,8 @@ def test_cv_refit_false_and_several_scorers(task):
         quiet.transform(X)
     with pytest.raises(ValueError, match="positive finite"):
         EntropicSparseMapCV(gammas=[1.0, -1.0]).fit(X, y)
+    with pytest.raises(ValueError, match="by name"):
+        EntropicSparseMapCV(gammas=[1.0], cost=ElasticL1()).fit(X, y)
 
 
 @pytest.mark.parametrize("cost", ["elastic_l1", "elastic_kovlp", "elastic_stvs"])
