@@ -44,7 +44,8 @@ K, MIN_CELLS = 20, 15
 
 
 def rule_params(rule):
-    """Estimator parameters of a rule name: default, paper, rel=x, perplexity=x."""
+    """Estimator parameters of a rule name: default, paper, rel=x, perplexity=x,
+    target_dim=x, gamma=x."""
     if rule == "default":
         return {}
     if rule == "paper":
@@ -54,6 +55,10 @@ def rule_params(rule):
         return {"relative_epsilon": float(value)}
     if name == "perplexity":
         return {"perplexity": float(value)}
+    if name == "target_dim":
+        return {"target_dim": float(value)}
+    if name == "gamma":
+        return {"gamma": float(value)}
     raise SystemExit(f"unknown rule {rule!r}")
 
 
