@@ -18,3 +18,19 @@ EXPECTED_FAILED_CHECKS = {
 def expected_failed_checks(estimator):
     """``expected_failed_checks`` of ``parametrize_with_checks`` for a map."""
     return dict(EXPECTED_FAILED_CHECKS)
+
+
+# A small, quick LearnedCostMap configuration (its loss needs no fit
+# parameter), shared by the estimator and robustness tests.
+FAST_LEARNED = dict(
+    loss="low_rank",
+    hidden_sizes=(4,),
+    n_iter=3,
+    random_state=0,
+    source=0,
+    target=1,
+    device="cpu",
+    relative_epsilon=0.1,
+    sinkhorn_tol=1e-4,
+    sinkhorn_max_iter=300,
+)

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import expected_failed_checks  # noqa: E402
+from conftest import FAST_LEARNED, expected_failed_checks  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 from sklearn import config_context  # noqa: E402
 from sklearn.base import clone  # noqa: E402
@@ -31,18 +31,7 @@ def _one_torch_thread():
 
 def _fast(**params):
     """A small, quick configuration (the loss needs no fit parameter)."""
-    base = dict(
-        loss="low_rank",
-        hidden_sizes=(4,),
-        n_iter=3,
-        random_state=0,
-        source=0,
-        target=1,
-        device="cpu",
-        relative_epsilon=0.1,
-        sinkhorn_tol=1e-4,
-        sinkhorn_max_iter=300,
-    )
+    base = dict(FAST_LEARNED)
     base.update(params)
     return LearnedCostMap(**base)
 

@@ -38,20 +38,25 @@ def _half_sq(X, Y):
 
 
 # ------------------------------------------------------ huge C / ε: weights
-def test_gibbs_weights_stay_finite_when_logits_exceed_the_exponent_range():
-    # |C / ε| ~ 1e19: the fused max-then-exp loops used to round the largest
-    # logit to a non-zero exponent, every weight underflowed and P was NaN.
-    rng = np.random.default_rng(1)
-    C = 1e19 * (1.0 + rng.uniform(size=(30, 25)))
-    g = np.zeros(25)
-    P, f = gibbs_weights(C, g, 1.0)
+@pytest.mark.parametrize("epsilon", [1.0, 0.3])
+def test_gibbs_weights_stay_finite_when_logits_exceed_the_exponent_range(epsilon):
+    # new points 1e10 away: |C / ε| ~ 1e21. The fused max-then-exp loops
+    # rounded the largest logit to a non-zero exponent, every weight of a
+    # row underflowed and P was NaN (at ε = 0.3 on the code before the fix).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3)) * 1e10
+    Y = rng.normal(size=(25, 3))
+    C = _half_sq(X, Y)
+    g = rng.normal(size=25)
+    P, f = gibbs_weights(C, g, epsilon)
     assert np.all(np.isfinite(P)) and np.all(np.isfinite(f))
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
     # the limit of the softmax: all the mass on the cheapest column
-    np.testing.assert_array_equal(P.argmax(axis=1), C.argmin(axis=1))
+    logits = g - C
+    np.testing.assert_array_equal(P.argmax(axis=1), logits.argmax(axis=1))
     np.testing.assert_allclose(P.max(axis=1), 1.0)
-    np.testing.assert_allclose(f, C.min(axis=1), rtol=1e-12)
-    np.testing.assert_allclose(lse_potential(C, g, 1.0), C.min(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(f, -logits.max(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(lse_potential(C, g, epsilon), f, rtol=1e-12)
 
 
 @pytest.mark.parametrize("cost", COSTS)

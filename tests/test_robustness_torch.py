@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 torch = pytest.importorskip("torch")
 
+from conftest import FAST_LEARNED  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 
 from skmonge import LearnedCostMap, NeuralSparseMap  # noqa: E402
@@ -28,18 +29,7 @@ NEURAL = dict(
     device="cpu",
     random_state=0,
 )
-LEARNED = dict(
-    loss="low_rank",
-    hidden_sizes=(4,),
-    n_iter=3,
-    random_state=0,
-    source=0,
-    target=1,
-    device="cpu",
-    relative_epsilon=0.1,
-    sinkhorn_tol=1e-4,
-    sinkhorn_max_iter=300,
-)
+LEARNED = FAST_LEARNED
 
 
 @pytest.fixture(autouse=True, scope="module")
