@@ -42,6 +42,7 @@ _SEARCH_MAX_ITER = 1000
 _N_BISECT = 6  # log ε bracket of a factor 2, narrowed to 2 ** (1 / 64)
 _MAX_ROWS = 4096  # rows whose perplexity is evaluated (evenly spaced)
 _PLATEAU = 0.02  # relative decrease per halving of ε below which we stop
+_MAX_STEPS = 40  # the search stays within spread * 2**[-40, 40]
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
@@ -102,7 +103,7 @@ def plan_perplexity(C, g, epsilon, b=None):
     return np.exp(out)
 
 
-def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None):
+def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None, start=None):
     r"""ε at which the entropic plan's rows have median perplexity ``perplexity``.
 
     Parameters
@@ -117,6 +118,13 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None):
         Source and target weights (uniform when None).
     dtype : {None, float32, float64}, default=None
         Kernel precision of the search solves (see :func:`sinkhorn`).
+    start : float, default=None
+        A guess, e.g. the ε of a nearby cost (the previous γ of a path). The
+        search steps by factors of 2 on the lattice ``spread * 2**k``; it
+        then starts from the lattice point nearest to ``start``, which
+        brackets the same factor-2 interval as a search from ``spread`` (the
+        perplexity increases with ε) in fewer solves, and so chooses the same
+        ε up to the rounding of the loose solves.
 
     Returns
     -------
@@ -167,11 +175,15 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None):
         )
         return res, float(np.median(plan_perplexity(C_rows, res.g, eps, b_arr)))
 
-    eps, (res, value) = spread, solve(spread, None)
+    step = 0
+    if start is not None and start > 0 and math.isfinite(start):
+        step = int(min(_MAX_STEPS, max(-_MAX_STEPS, round(math.log2(start / spread)))))
+    eps, (res, value) = spread * 2.0**step, solve(spread * 2.0**step, None)
     factor = 0.5 if value > target else 2.0
     # ε far outside [spread * 2**-40, spread * 2**40] would mean a degenerate
     # cost; stop there rather than loop.
-    for _ in range(40):
+    while abs(step) < _MAX_STEPS:
+        step += 1 if factor > 1 else -1
         eps_next = eps * factor
         res_next, value_next = solve(eps_next, res)
         if (value_next > target) != (value > target):
@@ -179,7 +191,10 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None):
         if factor < 1 and value_next > (1.0 - _PLATEAU) * value:
             # Ties (e.g. repeated all-zero cells) put a floor under the
             # perplexity: a smaller ε would not sharpen the plan, only slow
-            # Sinkhorn down. Keep the ε where the plateau starts.
+            # Sinkhorn down. Keep the ε where the plateau starts, which a
+            # search started inside the plateau would miss.
+            if start is not None:
+                return perplexity_epsilon(C, perplexity, a, b, dtype=dtype)
             return _rounded(eps), res
         eps, res, value = eps_next, res_next, value_next
     else:

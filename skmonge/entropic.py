@@ -264,16 +264,25 @@ class EntropicSparseMap(BaseMonge):
             return fit_to_target_dim(self, X, y)
         return self._fit(X, y)
 
-    def _fit(self, X, y, g_init=None, cost_matrix=None):
-        """The fit, with an optional warm start ``g_init`` of the target potential.
-
-        :func:`skmonge.sparsity_path` warm-starts each γ from the previous
-        one (same target cells, nearby cost); the fixed point, hence the
-        fitted map, is the cold fit's to the tolerance. ``cost_matrix``, a
-        callable ``(cost, X_source, X_target) -> C``, replaces the cost
-        computation (the path reuses the parts of costs linear in γ).
-        """
+    def _fit(self, X, y, **warm):
+        """Validate ``(X, y)``, then :meth:`_fit_clouds` (``warm``: its options)."""
         X_source, X_target = self._validate_fit_input(X, y)
+        return self._fit_clouds(X_source, X_target, **warm)
+
+    def _fit_clouds(
+        self, X_source, X_target, g_init=None, cost_matrix=None, epsilon_start=None
+    ):
+        """The fit on validated source and target samples.
+
+        :func:`skmonge.sparsity_path` fits many γ on the same samples, each
+        warm-started from its neighbour: ``g_init`` starts Sinkhorn from a
+        target potential, and ``epsilon_start`` starts the perplexity search
+        near the neighbour's ε (:func:`~skmonge._epsilon.perplexity_epsilon`).
+        Neither changes the fixed point, hence the fitted map, beyond the
+        tolerance. ``cost_matrix``, a callable ``(cost, X_source, X_target)
+        -> C``, replaces the cost computation (the path reuses the parts of
+        costs linear in γ).
+        """
         cost = make_cost(self.cost, gamma=self.gamma, k=self.k)
         # sparse clouds stay sparse only where the cost's kernels gain from it
         X_source = cost.prepare_cloud(X_source)
@@ -284,7 +293,7 @@ class EntropicSparseMap(BaseMonge):
         else:
             C = cost_matrix(cost, X_source, X_target)
         _check_costs_finite(C, "source and target rows of X")
-        epsilon = self._resolve_epsilon(C)
+        epsilon = self._resolve_epsilon(C, epsilon_start)
         if g_init is not None and np.shape(g_init) != (C.shape[1],):
             g_init = None  # another target sample: no warm start
         result = sinkhorn(
@@ -306,8 +315,9 @@ class EntropicSparseMap(BaseMonge):
         self.converged_ = result.converged
         return self
 
-    def _resolve_epsilon(self, C):
-        """ε of the fit: absolute, relative to mean(C), or the perplexity rule.
+    def _resolve_epsilon(self, C, start=None):
+        """ε of the fit: absolute, relative to mean(C), or the perplexity rule
+        (its search started near ``start`` when given).
 
         The final solve does not warm-start from the perplexity search: its
         loose solves may stop one iteration apart for costs equal up to
@@ -324,7 +334,7 @@ class EntropicSparseMap(BaseMonge):
                     "constant samples?); pass an absolute epsilon."
                 )
             return epsilon
-        return perplexity_epsilon(C, self.perplexity)[0]
+        return perplexity_epsilon(C, self.perplexity, start=start)[0]
 
     # --------------------------------------------------------------- maps
     def _chunk_rows(self, n_other, n_features, itemsize):
@@ -370,7 +380,6 @@ class EntropicSparseMap(BaseMonge):
         ``T(x) - x`` is returned instead of ``T(x)``, computed from the
         densified chunk so that no dense copy of ``X`` is needed.
         """
-        cost = self.cost_
         # computed in the wider of the two dtypes, returned in the input's
         dtype = np.result_type(X.dtype, support.dtype)
         support = support.astype(dtype, copy=False)
@@ -378,20 +387,33 @@ class EntropicSparseMap(BaseMonge):
         step = self._chunk_rows(support.shape[0], X.shape[1], dtype.itemsize)
         for start in progress_over(range(0, X.shape[0], step), desc, self.verbose):
             rows = dense_rows(X, start, start + step, dtype)
+            out[start : start + step] = self._map_rows(
+                rows, support, potential, out.dtype, displacement=displacement
+            )
+        return out
+
+    def _map_rows(
+        self, rows, support, potential, out_dtype, C=None, displacement=False
+    ):
+        """The entropic map (or displacement) of dense ``rows``, in ``out_dtype``.
+
+        ``C``, the costs between ``rows`` and ``support``, is computed unless
+        given (:func:`skmonge.sparsity_path` holds them for training rows).
+        """
+        cost = self.cost_
+        if C is None:
             C = cost.cost_matrix(rows, support)
             _check_costs_finite(C, "rows of X and the fitted points")
-            P, _ = gibbs_weights(C, potential, self.epsilon_)
-            grad = cost.grad_h_aggregate(rows, support, P.astype(dtype, copy=False))
-            mapped = rows - cost.prox(grad)
-            # (x - prox) - x rather than -prox: the displacement is then
-            # exactly T(x) - x as transform returns it, bit for bit.
-            if displacement:
-                # in the output dtype, as transform(X) - X would be computed
-                out_dtype = out.dtype
-                mapped = mapped.astype(out_dtype, copy=False)
-                mapped -= rows.astype(out_dtype, copy=False)
-            out[start : start + step] = mapped
-        return out
+        P, _ = gibbs_weights(C, potential, self.epsilon_)
+        grad = cost.grad_h_aggregate(rows, support, P.astype(rows.dtype, copy=False))
+        mapped = rows - cost.prox(grad)
+        # (x - prox) - x rather than -prox: the displacement is then
+        # exactly T(x) - x as transform returns it, bit for bit.
+        if displacement:
+            # in the output dtype, as transform(X) - X would be computed
+            mapped = mapped.astype(out_dtype, copy=False)
+            mapped -= rows.astype(out_dtype, copy=False)
+        return mapped
 
     def _transform_array(self, X):
         return self._entropic_map(X, self.target_, self.potential_target_, "transform")

@@ -114,3 +114,37 @@ def test_tied_targets_stop_the_search_at_the_plateau():
     res = sinkhorn(C, eps, tol=1e-8, max_iter=10_000)
     assert res.converged
     assert np.median(plan_perplexity(C, res.g, eps)) > 10
+
+
+@pytest.mark.parametrize("clusters", [False, True])
+def test_a_started_search_chooses_the_cold_epsilon_in_fewer_solves(
+    clusters, monkeypatch
+):
+    import skmonge._epsilon as rule
+
+    C = _cost(clusters=clusters)
+    calls = []
+    solve = rule.sinkhorn
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(rule, "sinkhorn", counted)
+    cold, _ = perplexity_epsilon(C, 20)
+    n_cold = len(calls)
+    # a guess near the answer (a path's previous γ), and guesses far off
+    for start in (cold * 1.3, cold * 50, cold / 50):
+        calls.clear()
+        eps, _ = perplexity_epsilon(C, 20, start=start)
+        assert eps == pytest.approx(cold, rel=2e-3)
+        if start == cold * 1.3:
+            assert len(calls) < n_cold
+    # a guess inside the plateau of tied targets falls back to the cold search
+    rng = np.random.default_rng(0)
+    X, Y = np.zeros((50, 6)), np.zeros((60, 6))
+    X[:10] = rng.exponential(size=(10, 6))
+    Y[:20] = rng.exponential(size=(20, 6))
+    tied = sqeuclidean_half(X, Y)
+    plateau, _ = perplexity_epsilon(tied, 10)
+    assert perplexity_epsilon(tied, 10, start=plateau / 64)[0] == plateau
