@@ -16,7 +16,7 @@ $(BIN)/activate:
 	  $(BIN)/python -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
 
 $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[test,plot,anndata,neural]"
+	$(BIN)/python -m pip install --quiet -e ".[test,plot,anndata,neural,dask]"
 	touch $@
 
 venv: $(VENV)/.installed

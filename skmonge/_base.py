@@ -19,6 +19,8 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._dask import accepts_dask
+
 __all__ = ["BaseMonge"]
 
 
@@ -245,19 +247,23 @@ class BaseMonge(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             )
         return np.asarray(_dense(sample), dtype=np.float64)
 
+    @accepts_dask
     def transform(self, X):
         """Map every row of ``X`` as a source point, ``x -> T(x)``.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Sparse input is densified one chunk of rows at a time.
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+            Sparse input is densified one chunk of rows at a time. A
+            ``dask.array`` is mapped block by block of rows
+            (``map_blocks``, the fitted map shipped to each worker once).
 
         Returns
         -------
         X_mapped : ndarray of shape (n_samples, n_features)
             Dense (the image of a sparse point is dense in general), with the
-            floating dtype of ``X`` (float32 stays float32).
+            floating dtype of ``X`` (float32 stays float32); a lazy
+            ``dask.array`` for dask input.
         """
         return self._transform_array(self._validate_transform_input(X))
 

@@ -62,11 +62,16 @@ def encode_groups(groups, n_rows, name="groups"):
     return labels, codes
 
 
+# values per block when group means read a backed matrix (8 MiB of float64)
+_BLOCK_VALUES = 2**20
+
+
 def group_means(X, codes, n_groups):
     r"""Mean row of each group: :math:`\bar x_g`, shape ``(n_groups, n_features)``.
 
     ``X`` is a dense array or a sparse matrix (never densified: the sum is a
-    sparse indicator product). Rows with code ``-1`` are ignored; an empty
+    sparse indicator product), or a backed AnnData's matrix, read a block of
+    rows at a time. Rows with code ``-1`` are ignored; an empty
     group gets a row of NaN and count 0.
 
     Returns
@@ -82,8 +87,17 @@ def group_means(X, codes, n_groups):
     )
     if sp.issparse(X):
         sums = np.asarray((indicator @ X.astype(np.float64)).todense())
-    else:
+    elif isinstance(X, np.ndarray):
         sums = indicator @ np.asarray(X, dtype=np.float64)
+    else:
+        # read from disk (a backed AnnData), a block of rows at a time
+        sums = np.zeros((n_groups, X.shape[1]))
+        step = max(1, _BLOCK_VALUES // max(1, X.shape[1]))
+        for start in range(0, X.shape[0], step):
+            block = X[start : start + step]
+            block = block.astype(np.float64) if sp.issparse(block) else block
+            part = indicator[:, start : start + step] @ block
+            sums += part.toarray() if sp.issparse(part) else np.asarray(part)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts[:, None]
     return np.asarray(means), counts

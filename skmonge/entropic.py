@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._arrays import all_finite
 from ._base import BaseMonge, dense_rows
+from ._dask import accepts_dask
 from ._epsilon import perplexity_epsilon
 from ._progress import progress_over
 from .costs import TranslationInvariantCost, make_cost
@@ -418,6 +419,7 @@ class EntropicSparseMap(BaseMonge):
     def _transform_array(self, X):
         return self._entropic_map(X, self.target_, self.potential_target_, "transform")
 
+    @accepts_dask
     def inverse_transform(self, X):
         """Map every row of ``X`` as a target point back to the source.
 
@@ -489,6 +491,7 @@ class EntropicSparseMap(BaseMonge):
                 )
         return paths[0] if times.ndim == 0 else paths
 
+    @accepts_dask
     def displacement(self, X):
         """Displacement ``T(x) - x`` of every row of ``X`` (sparse for elastic h).
 

@@ -36,6 +36,7 @@ from .inspection import (
     _group_table,
     _map_in_chunks,
     _pandas,
+    _rows_per_chunk,
 )
 
 __all__ = ["fit_map", "predict", "get_group_report", "GroupedMaps"]
@@ -64,6 +65,24 @@ def _matrix(adata, layer):
             f"adata has no layer {layer!r} (layers: {sorted(adata.layers.keys())})."
         )
     return adata.layers[layer]
+
+
+def _in_memory(X):
+    """Whether ``X`` is an in-memory array (not a backed AnnData's dataset)."""
+    return isinstance(X, np.ndarray) or sp.issparse(X)
+
+
+def _read_rows(X, rows):
+    """Rows ``rows`` (increasing positions) of ``X`` as an in-memory array.
+
+    For a backed AnnData (``read_h5ad(..., backed="r")``) this reads those
+    rows from disk and nothing else: an h5py dataset gives an ndarray, a
+    backed sparse dataset a CSR matrix.
+    """
+    block = X[rows]
+    if hasattr(block, "compute"):  # a dask-backed AnnData
+        block = block.compute()
+    return block if sp.issparse(block) else np.asarray(block)
 
 
 def _gene_positions(adata, genes):
@@ -576,6 +595,19 @@ def predict(
         groupby = estimator.groupby
     reference, plan, labels, mask = _map_plan(adata, estimator, mask, groupby)
     X = _matrix(adata, layer)
+    if not _in_memory(X) and (obsm_key is not None or layer_added is not None):
+        raise ValueError(
+            "adata is backed (its matrix is read from disk): writing "
+            + (
+                f"obsm[{obsm_key!r}]"
+                if obsm_key is not None
+                else f"layer {layer_added!r}"
+            )
+            + " would hold a matrix of every cell in memory. Pass "
+            "layer_added=None for the per-gene and per-group summaries only "
+            "(the cells are then read and mapped chunk by chunk), or load "
+            "the AnnData into memory (adata.to_memory())."
+        )
 
     if obsm_key is not None:
         writer = _BlockWriter(
@@ -597,17 +629,24 @@ def predict(
             message="X does not have valid feature names",
             category=UserWarning,
         )
+        # cells are read a block at a time (from disk for a backed AnnData)
+        # and mapped in the map's own chunks
+        step = _rows_per_chunk(adata.n_vars, chunk_size)
         for fitted, rows, codes in plan:
-            selected = _columns(X[rows], cols, adata.n_vars)
-            for start, stop, mapped, delta in _map_in_chunks(
-                fitted, selected, chunk_size
-            ):
-                pooled.update(delta)
-                if per_group is not None:
-                    in_group = codes[start:stop] >= 0
-                    per_group.update(delta[in_group], codes[start:stop][in_group])
-                if writer is not None:
-                    writer.add(rows[start:stop], mapped)
+            for first in range(0, rows.size, step):
+                block = slice(first, first + step)
+                selected = _columns(_read_rows(X, rows[block]), cols, adata.n_vars)
+                block_rows, block_codes = rows[block], codes[block]
+                for start, stop, mapped, delta in _map_in_chunks(
+                    fitted, selected, chunk_size
+                ):
+                    pooled.update(delta)
+                    if per_group is not None:
+                        part = block_codes[start:stop]
+                        in_group = part >= 0
+                        per_group.update(delta[in_group], part[in_group])
+                    if writer is not None:
+                        writer.add(block_rows[start:stop], mapped)
     if obsm_key is not None:
         adata.obsm[obsm_key] = writer.result()
     elif layer_added is not None:

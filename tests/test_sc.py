@@ -269,3 +269,54 @@ def test_kang2018_liger_end_to_end():
     sparsity = displacement_sparsity(original, mapped)
     assert sparsity < 0.5
     assert var["skmonge_frac_moved"].mean() == pytest.approx(sparsity, rel=1e-12)
+
+
+# ---------------------------------------------------------- backed AnnData
+@pytest.mark.parametrize("sparse", [False, True])
+def test_predict_reads_a_backed_anndata_in_row_chunks(tmp_path, monkeypatch, sparse):
+    import skmonge._groups as groups
+
+    rng = np.random.default_rng(3)
+    n, d = 120, 12
+    X = np.where(rng.random((n, d)) < 0.4, rng.exponential(2.0, (n, d)), 0.0)
+    obs = pd.DataFrame(
+        {
+            "condition": np.repeat(["control", "stimulated"], n // 2),
+            "cell_type": rng.choice(["a", "b", "c"], n),
+        },
+        index=[f"c{i}" for i in range(n)],
+    )
+    memory = ad.AnnData(
+        X=sp.csr_matrix(X, dtype=np.float32) if sparse else X.astype(np.float32),
+        obs=obs,
+        var=pd.DataFrame(index=[f"g{i}" for i in range(d)]),
+    )
+    memory.write_h5ad(tmp_path / "cells.h5ad")
+    est = sc.fit_map(memory, EntropicSparseMap(source="control", target="stimulated"))
+    sc.predict(memory, est, groupby="cell_type", layer_added=None)
+
+    backed = ad.read_h5ad(tmp_path / "cells.h5ad", backed="r")
+    assert not isinstance(backed.X, np.ndarray) and not sp.issparse(backed.X)
+    reads = []
+    read_rows = sc._read_rows
+
+    def spy(X, rows):
+        reads.append(len(rows))
+        return read_rows(X, rows)
+
+    monkeypatch.setattr(sc, "_read_rows", spy)
+    monkeypatch.setattr(groups, "_BLOCK_VALUES", 5 * d)  # group means in blocks
+    sc.predict(backed, est, groupby="cell_type", layer_added=None, chunk_size=16)
+    # the 60 control cells were read 16 at a time, never all of X
+    assert reads == [16, 16, 16, 12]
+    for column in ("skmonge_mean_abs_disp", "skmonge_mean_disp", "skmonge_frac_moved"):
+        np.testing.assert_allclose(backed.var[column], memory.var[column], rtol=1e-6)
+    np.testing.assert_array_equal(
+        backed.obs["skmonge_mapped"], memory.obs["skmonge_mapped"]
+    )
+    got, expected = (sc.get_group_report(a) for a in (backed, memory))
+    pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), rtol=1e-6)
+    # a layer of every cell would load X: refused, with the way out named
+    with pytest.raises(ValueError, match="backed.*layer_added=None"):
+        sc.predict(backed, est)
+    backed.file.close()

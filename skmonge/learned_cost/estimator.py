@@ -33,6 +33,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseMonge, _dense, check_finite_rows, dense_rows
+from .._dask import accepts_dask
 from .._progress import Progress
 from .._torch import import_torch, resolve_device, seed_from, to_numpy, to_tensor
 from ._training import LOSSES
@@ -673,6 +674,7 @@ class LearnedCostMap(BaseMonge):
     def _transform_array(self, X):
         return self._map(X, reverse=False)
 
+    @accepts_dask
     def inverse_transform(self, X):
         r"""Map every row of ``X`` as a target point back to the source.
 

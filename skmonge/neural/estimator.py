@@ -41,6 +41,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._base import BaseMonge, check_finite_rows, dense_rows
+from .._dask import accepts_dask
 from .._progress import Progress
 from .._torch import (
     import_torch,
@@ -612,6 +613,7 @@ class NeuralSparseMap(BaseMonge):
             self.potential_source_, X, self.source_center_, self.target_center_
         )
 
+    @accepts_dask
     def inverse_transform(self, X):
         """Map target points back to the source, ``y -> ∇f(y)``.
 
@@ -636,6 +638,7 @@ class NeuralSparseMap(BaseMonge):
             self.potential_target_, X, self.target_center_, self.source_center_
         )
 
+    @accepts_dask
     def displacement(self, X):
         """Displacements ``T(x) - x`` of the rows of ``X`` (dense ndarray).
 
