@@ -147,8 +147,13 @@ class TranslationInvariantCost:
         X, Y, dtype = _dense_rows_and_cloud(X, Y)
         C = separable.sqeuclidean_half(X, Y)
         if not self.is_quadratic:
-            C += self.tau_matrix(X, Y)
+            self._add_tau_matrix(X, Y, C)
         return C
+
+    def _add_tau_matrix(self, X, Y, C):
+        """``C += [τ(x_i - y_j)]_{ij}``; costs whose kernels add in place
+        override it so that no second n×m array is allocated."""
+        C += self.tau_matrix(X, Y)
 
     def grad_h_aggregate(self, X, Y, P):
         r"""Gradient of the entropic potential at the rows of ``X``.
@@ -256,6 +261,12 @@ class _SeparableElastic(TranslationInvariantCost):
         if sp.issparse(Y):
             return separable.separable_tau_pairwise_csr(X, Y, self._kind, self.gamma)
         return separable.separable_tau_pairwise(X, Y, self._kind, self.gamma)
+
+    def _add_tau_matrix(self, X, Y, C):
+        if sp.issparse(Y):
+            separable.separable_tau_pairwise_csr(X, Y, self._kind, self.gamma, out=C)
+        else:
+            separable.separable_tau_pairwise(X, Y, self._kind, self.gamma, out=C)
 
     def grad_tau_aggregate(self, X, Y, P):
         if sp.issparse(Y):

@@ -488,3 +488,35 @@ def test_csr_kernels_handle_duplicates_without_touching_the_input():
     )
     np.testing.assert_array_equal(Ys.data, saved[0])
     np.testing.assert_array_equal(Ys.indices, saved[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_tau_pairwise_adds_into_out_in_place(dtype, kind):
+    # the cost matrix adds τ to its quadratic part in place: the kernels must
+    # add to (not overwrite) out, in out's dtype, over blocks of 32 rows
+    rng = np.random.default_rng(7)
+    X, Y = _data(rng, 70, 9, 300, dtype, scale=2.0)
+    Y[::2] = np.where(rng.random(Y[::2].shape) < 0.7, 0, Y[::2])
+    base = rng.standard_normal((70, 9)).astype(dtype)
+    tau = separable_tau_pairwise(X, Y, kind, 0.6)
+    for add in (
+        lambda out: separable_tau_pairwise(X, Y, kind, 0.6, out=out),
+        lambda out: pw.separable_tau_pairwise_csr(
+            X, sp.csr_matrix(Y), kind, 0.6, out=out
+        ),
+    ):
+        out = base.copy()
+        result = add(out)
+        assert result is out and out.dtype == dtype
+        rtol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(
+            out, base + tau, rtol=rtol, atol=rtol * np.abs(tau).max()
+        )
+    for bad in (
+        base.astype(np.float64 if dtype == np.float32 else np.float32),
+        base[:, :5],
+        np.asfortranarray(base),
+    ):
+        with pytest.raises(ValueError, match="out must be"):
+            separable_tau_pairwise(X, Y, kind, 0.6, out=bad)

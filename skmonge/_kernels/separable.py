@@ -223,11 +223,14 @@ def _grad_tau_kernel(Z, kind, gamma, out):
 
 
 @njit(parallel=True, cache=True, fastmath=_FM_KERNEL, error_model="numpy")
-def _pairwise_l1_kernel(X, Y, bt, out):
-    """out[i, j] = sum_t |x_it - y_jt| (float64), blocked 32 rows x bt features.
+def _pairwise_l1_kernel(X, Y, bt, scale, out):
+    """out[i, j] += scale * sum_t |x_it - y_jt|, blocked 32 rows x bt features.
 
     4 x 2 register micro-kernel: 6 loads feed 8 |difference| accumulations.
     Rows/columns past the end are clamped duplicates whose sums are dropped.
+    Each block of rows sums its feature chunks in a float64 buffer of its
+    own (32 x m), then adds it to ``out`` (in ``out``'s dtype): no n x m
+    float64 array.
     """
     n, d = X.shape
     m = Y.shape[0]
@@ -235,6 +238,7 @@ def _pairwise_l1_kernel(X, Y, bt, out):
     for b in prange(nblk):
         i0 = b * _BR
         i1 = min(n, i0 + _BR)
+        acc = np.zeros((i1 - i0, m), dtype=np.float64)
         for t0 in range(0, d, bt):
             t1 = min(d, t0 + bt)
             for j in range(0, m, 2):
@@ -274,21 +278,25 @@ def _pairwise_l1_kernel(X, Y, bt, out):
                         s30 += abs(a3 - b0)
                         s31 += abs(a3 - b1)
                     two = jb > j
-                    out[i, j] += s00
+                    r = i - i0
+                    acc[r, j] += s00
                     if two:
-                        out[i, jb] += s01
+                        acc[r, jb] += s01
                     if i + 1 < i1:
-                        out[i + 1, j] += s10
+                        acc[r + 1, j] += s10
                         if two:
-                            out[i + 1, jb] += s11
+                            acc[r + 1, jb] += s11
                     if i + 2 < i1:
-                        out[i + 2, j] += s20
+                        acc[r + 2, j] += s20
                         if two:
-                            out[i + 2, jb] += s21
+                            acc[r + 2, jb] += s21
                     if i + 3 < i1:
-                        out[i + 3, j] += s30
+                        acc[r + 3, j] += s30
                         if two:
-                            out[i + 3, jb] += s31
+                            acc[r + 3, jb] += s31
+        for r in range(i1 - i0):
+            for j in range(m):
+                out[i0 + r, j] += scale * acc[r, j]
 
 
 @njit(cache=True, fastmath=_FM_SCALAR, error_model="numpy")
@@ -308,8 +316,8 @@ def _stvs_split_terms(a, b, c, one, big):
 
 
 @njit(parallel=True, cache=True, fastmath=_FM_KERNEL, error_model="numpy")
-def _pairwise_stvs_kernel(X, Y, gamma, out):
-    """out[i, j] = sum_t tau_stvs(x_it - y_jt) / gamma^2 (float64), blocked.
+def _pairwise_stvs_kernel(X, Y, gamma, scale, out):
+    """out[i, j] += scale * sum_t tau_stvs(x_it - y_jt) / gamma^2, blocked.
 
     No log per element: sum_t log w_t = log 2 sum_t k_t + log prod_t m_t. A
     feature chunk (<= 2 x 240) is read as two interleaved streams of <= 240
@@ -329,6 +337,8 @@ def _pairwise_stvs_kernel(X, Y, gamma, out):
     for b in prange(nblk):
         i0 = b * _BR
         i1 = min(n, i0 + _BR)
+        # float64 sums of the block's rows (see _pairwise_l1_kernel)
+        acc = np.zeros((i1 - i0, m), dtype=np.float64)
         for t0 in range(0, d, 2 * _STVS_STREAM):
             t1 = min(d, t0 + 2 * _STVS_STREAM)
             h = (t1 - t0) // 2
@@ -354,7 +364,10 @@ def _pairwise_stvs_kernel(X, Y, gamma, out):
                         r1, k1, m1 = _stvs_split_terms(X[i, t1 - 1], ylast, c, one, big)
                         sg += r1 + k1 * ln2
                         prod *= np.float64(m1)
-                    out[i, j] += np.float64(sg) + _log_poly(prod)
+                    acc[i - i0, j] += np.float64(sg) + _log_poly(prod)
+        for r in range(i1 - i0):
+            for j in range(m):
+                out[i0 + r, j] += scale * acc[r, j]
 
 
 @njit(parallel=True, cache=True, fastmath=_FM_KERNEL, error_model="numpy")
@@ -555,16 +568,17 @@ def sqeuclidean_half(X, Y):
     return C
 
 
-def separable_tau_pairwise(X, Y, kind, gamma):
+def separable_tau_pairwise(X, Y, kind, gamma, out=None):
     """Pairwise regulariser ``C_ij = sum_t tau_1(x_it - y_jt)``.
 
     Parallel over blocks of 32 rows of ``X``, blocked over features. Sums run
     in the input dtype within a feature chunk (<= 2048 terms for l1, <= 480
-    for STVS) and are accumulated across chunks in a float64 (n, m) array
-    (extra memory 8 n m bytes), so float32 results are within ~1e-7 relative
-    of float64 ones also for d = 34,000. STVS takes log w of the rounded
-    w = u + sqrt(u^2 + 1): absolute error <= ~eps gamma^2 per feature (a
-    relative ~eps / (4 u) on features with u = |z| / (2 gamma) << 1).
+    for STVS) and are accumulated across chunks in float64, in a buffer of
+    32 x m per block of rows, so float32 results are within ~1e-7 relative
+    of float64 ones also for d = 34,000, without any n x m float64 array.
+    STVS takes log w of the rounded w = u + sqrt(u^2 + 1): absolute error
+    <= ~eps gamma^2 per feature (a relative ~eps / (4 u) on features with
+    u = |z| / (2 gamma) << 1).
 
     Parameters
     ----------
@@ -574,27 +588,48 @@ def separable_tau_pairwise(X, Y, kind, gamma):
         ``KIND_L1`` or ``KIND_STVS``.
     gamma : float
         Regularisation strength (> 0).
+    out : ndarray of shape (n, m), default=None
+        C-contiguous array of the common float dtype to *add* the regulariser
+        to (the cost matrix adds it to its quadratic part in place, so that
+        only one n x m array is allocated); ``None`` allocates zeros.
 
     Returns
     -------
-    ndarray of shape (n, m), common float dtype of X and Y.
+    ndarray of shape (n, m), common float dtype of X and Y (``out`` when
+    given).
     """
     dt = common_float_dtype(X, Y)
     X = as_float_2d(X, "X", dt)
     Y = as_float_2d(Y, "Y", dt)
     _check_same_d(X, Y)
     _check_kind_gamma(kind, gamma)
-    acc = np.zeros((X.shape[0], Y.shape[0]), dtype=np.float64)
+    out = _check_out(out, (X.shape[0], Y.shape[0]), dt)
     if X.shape[0] == 0 or Y.shape[0] == 0:
-        return acc.astype(dt)
+        return out
     if kind == KIND_L1:
         bt = _BT_L1_F32 if dt == np.float32 else _BT_L1_F64
-        _pairwise_l1_kernel(X, Y, bt, acc)
-        acc *= float(gamma)
+        _pairwise_l1_kernel(X, Y, bt, float(gamma), out)
     else:
-        _pairwise_stvs_kernel(X, Y, dt.type(gamma), acc)
-        acc *= float(gamma) ** 2
-    return acc.astype(dt, copy=False)
+        _pairwise_stvs_kernel(X, Y, dt.type(gamma), float(gamma) ** 2, out)
+    return out
+
+
+def _check_out(out, shape, dtype):
+    """``out`` (checked) or a new zero array: where a pairwise sum is added."""
+    if out is None:
+        return np.zeros(shape, dtype=dtype)
+    if (
+        not isinstance(out, np.ndarray)
+        or out.shape != shape
+        or out.dtype != dtype
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        raise ValueError(
+            f"out must be a writeable C-contiguous {np.dtype(dtype).name} array "
+            f"of shape {shape}."
+        )
+    return out
 
 
 def separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=1e-12):
@@ -654,12 +689,13 @@ def separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=1e-12):
 
 
 @njit(parallel=True, cache=True, fastmath=_FM_SCALAR, error_model="numpy")
-def _tau_pairwise_csr_kernel(X, indptr, indices, data, kind, gamma, out):
+def _tau_pairwise_csr_kernel(X, indptr, indices, data, kind, gamma, tx, ty, out):
+    """out[i, j] += T(x_i) + T(y_j) + the correction on supp x_i ∩ supp y_j."""
     n = X.shape[0]
     m = indptr.shape[0] - 1
     for i in prange(n):
         for j in range(m):
-            corr = 0.0
+            corr = tx[i] + ty[j]
             for p in range(indptr[j], indptr[j + 1]):
                 xv = X[i, indices[p]]
                 if xv != 0:
@@ -719,7 +755,7 @@ def _dense_and_csr(X, Y, P=None):
     return X, Y, P, dt
 
 
-def separable_tau_pairwise_csr(X, Y, kind, gamma):
+def separable_tau_pairwise_csr(X, Y, kind, gamma, out=None):
     r"""``[sum_t tau(x_it - y_jt)]_ij`` for a sparse target cloud ``Y``.
 
     .. math:: \sum_t τ(x_t - y_t) = \sum_t τ(x_t) + \sum_t τ(y_t)
@@ -737,19 +773,23 @@ def separable_tau_pairwise_csr(X, Y, kind, gamma):
         Sparse cloud (any scipy format; converted to CSR).
     kind, gamma
         Regulariser, as in :func:`separable_tau_pairwise`.
+    out : ndarray of shape (n, m), default=None
+        Array to add the regulariser to, as in :func:`separable_tau_pairwise`.
 
     Returns
     -------
-    ndarray of shape (n, m), common float dtype of X and Y.
+    ndarray of shape (n, m), common float dtype of X and Y (``out`` when
+    given).
     """
     X, Y, dt = _dense_and_csr(X, Y)
     _check_kind_gamma(kind, gamma)
+    out = _check_out(out, (X.shape[0], Y.shape[0]), dt)
     g = dt.type(gamma)
     ty = np.empty(Y.shape[0], dtype=np.float64)
     _csr_row_tau_kernel(Y.indptr, Y.data, int(kind), g, ty)
-    out = separable_tau_rows(X, kind, gamma).astype(np.float64)[:, None] + ty[None, :]
-    _tau_pairwise_csr_kernel(X, Y.indptr, Y.indices, Y.data, int(kind), g, out)
-    return out.astype(dt, copy=False)
+    tx = separable_tau_rows(X, kind, gamma).astype(np.float64)
+    _tau_pairwise_csr_kernel(X, Y.indptr, Y.indices, Y.data, int(kind), g, tx, ty, out)
+    return out
 
 
 def separable_grad_tau_aggregate_csr(X, Y, P, kind, gamma):
