@@ -25,7 +25,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval
 
 from ._base import resolve_labels
-from ._progress import Progress
+from ._progress import Progress, show_progress
 from .costs import SqEuclidean
 from .entropic import EntropicSparseMap
 
@@ -177,7 +177,7 @@ def sparsity_path(
     atol=1e-8,
     warm_start=True,
     return_estimators=False,
-    verbose=False,
+    verbose="auto",
 ):
     r"""Fit an elastic-cost entropic map along a decreasing γ grid.
 
@@ -225,8 +225,11 @@ def sparsity_path(
         Start each Sinkhorn solve from the previous γ's potential.
     return_estimators : bool, default=False
         Keep every fitted map (each holds a copy of the clouds).
-    verbose : bool, default=False
-        A progress bar over the grid.
+    verbose : bool or "auto", default="auto"
+        A progress bar over the grid (the fits along it show none).
+        ``"auto"``: when the grid's work, ``n_gammas`` x source x target
+        rows x features, is at least 2e10 (see
+        :class:`~skmonge.EntropicSparseMap`).
 
     Returns
     -------
@@ -275,7 +278,8 @@ def sparsity_path(
     fitted = [] if return_estimators else None
     fits = _PathFits(template, X, y_arr, X_eval=X_eval, atol=atol)
     previous = None
-    progress = Progress(rows, "sparsity_path", verbose)
+    work = rows * fits.X_source.shape[0] * fits.X_target.shape[0] * fits.n_features
+    progress = Progress(rows, "sparsity_path", show_progress(verbose, work))
     for i, gamma in enumerate(gammas):
         start = time.perf_counter()
         est, moved[i], dimension[i] = fits.fit(gamma, previous if warm_start else None)
@@ -350,9 +354,12 @@ class _PathFits:
     """
 
     def __init__(self, template, X, y, X_eval=None, atol=_MOVED_ATOL):
-        self.base = clone(template).set_params(target_dim=None)
+        # the path reports its own progress: the fits along it show no bar
+        self.verbose = template.verbose
+        self.base = clone(template).set_params(target_dim=None, verbose=False)
         self.base._validate_params()
         self.X_source, self.X_target = self.base._validate_fit_input(X, y)
+        self.n_features = self.X_source.shape[1]
         # n_features_in_, feature_names_in_ and the labels, for every fit
         self.validated = {
             name: value
@@ -383,6 +390,7 @@ class _PathFits:
                 "epsilon_start": neighbour.epsilon_,
             }
         est._fit_clouds(self.X_source, self.X_target, cost_matrix=self.costs, **warm)
+        est.verbose = self.verbose  # the template's setting, for later calls
         if self.X_eval is not None:
             delta = est.displacement(self.X_eval)
         else:
@@ -443,18 +451,24 @@ def fit_to_target_dim(estimator, X, y):
     target = float(estimator.target_dim)
     _check_gamma_cost(estimator.cost, "target_dim")
     path = _PathFits(estimator, X, y)  # validates (X, y) once for every fit
-    n_features = path.X_source.shape[1]
+    n_features = path.n_features
     if target > n_features:
         raise ValueError(
             f"target_dim={target:g} exceeds the number of features ({n_features})."
         )
     fits = {}  # gamma -> (est, moved fraction, dimension, seconds)
+    # a search takes about 3 fits: "auto" judges the work of three
+    work = 3 * path.X_source.shape[0] * path.X_target.shape[0] * n_features
+    progress = Progress(
+        _MAX_FITS, "target_dim", show_progress(estimator.verbose, work), unit="fit"
+    )
 
     def run(gamma):
         start = time.perf_counter()
         nearest = min(fits, key=lambda g: abs(np.log(g / gamma)), default=None)
         neighbour = None if nearest is None else fits[nearest][0]
         fits[gamma] = (*path.fit(gamma, neighbour), time.perf_counter() - start)
+        progress.step(gamma=f"{gamma:.3g}", moved=f"{fits[gamma][2]:.1f}")
         return fits[gamma][2]
 
     def close_enough(dim):
@@ -483,6 +497,7 @@ def fit_to_target_dim(estimator, X, y):
             # γ, and ε grows with γ; a larger (smaller) γ changes nothing
             plateau = True
             break
+    progress.close()
     best = min(fits, key=lambda g: (abs(fits[g][2] - target), g))
     chosen = fits[best][0]
     if not close_enough(fits[best][2]):
@@ -628,7 +643,7 @@ class EntropicSparseMapCV(EntropicSparseMap):
         source=None,
         target=None,
         chunk_size=None,
-        verbose=False,
+        verbose="auto",
     ):
         # every parameter set as given (no super().__init__: the grid
         # replaces gamma and target_dim, which this estimator does not have)

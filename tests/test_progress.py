@@ -34,3 +34,47 @@ def test_progress_over_chunks(capsys):
     assert capsys.readouterr().err == ""  # one chunk: no bar
     assert list(progress_over(range(3), "transform", verbose=True)) == [0, 1, 2]
     assert "3/3" in capsys.readouterr().err
+
+
+def test_auto_decides_from_the_size_of_the_work():
+    import pytest
+
+    from skmonge._progress import AUTO_STEPS, AUTO_WORK, show_progress
+
+    assert show_progress(True) and not show_progress(False)
+    assert not show_progress("auto", work=AUTO_WORK / 2, steps=AUTO_STEPS - 1)
+    assert show_progress("auto", work=AUTO_WORK)
+    assert show_progress("auto", steps=AUTO_STEPS)
+    with pytest.raises(ValueError, match="auto"):
+        show_progress("always")
+
+
+def test_estimators_show_bars_by_default_only_for_long_work(capsys, monkeypatch):
+    import numpy as np
+    import pytest
+
+    import skmonge._progress as progress
+    from skmonge import EntropicSparseMap, NeuralSparseMap
+    from skmonge.datasets import make_sparse_monge
+
+    X, y, _ = make_sparse_monge(n_samples=120, n_features=5, n_active=2, random_state=0)
+    source = X[y == 0]
+    est = EntropicSparseMap(chunk_size=30)
+    assert est.verbose == "auto"
+    est.fit(X, y).transform(source)
+    assert capsys.readouterr().err == ""  # 120 x 120 x 5: a fraction of a second
+    # the same calls judged long: the Sinkhorn and transform bars appear
+    monkeypatch.setattr(progress, "AUTO_WORK", 120 * 120 * 5)
+    est.fit(X, y).transform(source)
+    err = capsys.readouterr().err
+    assert "sinkhorn" in err and "transform" in err
+    EntropicSparseMap(verbose=False, chunk_size=30).fit(X, y).transform(source)
+    assert capsys.readouterr().err == ""
+    # training loops: by planned steps
+    pytest.importorskip("torch")
+    monkeypatch.setattr(progress, "AUTO_STEPS", 4)
+    NeuralSparseMap(hidden_sizes=(4,), n_iter=3, device="cpu").fit(X, y)
+    assert capsys.readouterr().err == ""
+    NeuralSparseMap(hidden_sizes=(4,), n_iter=4, device="cpu").fit(X, y)
+    assert "NeuralSparseMap" in capsys.readouterr().err
+    assert np.isfinite(est.epsilon_)

@@ -320,3 +320,20 @@ def test_predict_reads_a_backed_anndata_in_row_chunks(tmp_path, monkeypatch, spa
     with pytest.raises(ValueError, match="backed.*layer_added=None"):
         sc.predict(backed, est)
     backed.file.close()
+
+
+def test_predict_shows_a_bar_over_cells_for_long_work(capsys, monkeypatch):
+    import skmonge._progress as progress
+
+    adata = _adata()
+    est = sc.fit_map(adata, EntropicSparseMap(source="control", target="stimulated"))
+    capsys.readouterr()
+    sc.predict(adata, est, chunk_size=7)
+    assert capsys.readouterr().err == ""  # small: no bar by default
+    monkeypatch.setattr(progress, "AUTO_WORK", 1)
+    sc.predict(adata, est, chunk_size=7)
+    err = capsys.readouterr().err
+    n_mapped = int(adata.obs["skmonge_mapped"].sum())
+    assert "predict" in err and f"{n_mapped}/{n_mapped}" in err
+    sc.predict(adata, est, chunk_size=7, verbose=False)
+    assert "predict" not in capsys.readouterr().err

@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import BaseMonge, _dense, check_finite_rows, dense_rows
 from .._dask import accepts_dask
-from .._progress import Progress
+from .._progress import Progress, show_progress
 from .._torch import import_torch, resolve_device, seed_from, to_numpy, to_tensor
 from ._training import LOSSES
 
@@ -287,8 +287,9 @@ class LearnedCostMap(BaseMonge):
         result.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation of the networks and directions.
-    verbose : bool, default=False
-        Progress bar with the training loss.
+    verbose : bool or "auto", default="auto"
+        Progress bar with the training loss. ``"auto"`` shows it for 200
+        training steps or more (the default 500); ``False`` never.
 
     Attributes
     ----------
@@ -373,7 +374,7 @@ class LearnedCostMap(BaseMonge):
         "device": [str],
         "chunk_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        "verbose": ["verbose", StrOptions({"auto"})],
     }
 
     def __init__(
@@ -407,7 +408,7 @@ class LearnedCostMap(BaseMonge):
         device="auto",
         chunk_size=None,
         random_state=None,
-        verbose=False,
+        verbose="auto",
     ):
         self.loss = loss
         self.hidden_sizes = hidden_sizes
@@ -558,7 +559,11 @@ class LearnedCostMap(BaseMonge):
             device=device,
             dtype=tdtype,
         )
-        progress = Progress(trainer.n_iter, "LearnedCostMap", self.verbose)
+        progress = Progress(
+            trainer.n_iter,
+            "LearnedCostMap",
+            show_progress(self.verbose, steps=trainer.n_iter),
+        )
         trainer.train(progress)
         progress.close()
         final = trainer.final_solve()

@@ -42,7 +42,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._base import BaseMonge, check_finite_rows, dense_rows
 from .._dask import accepts_dask
-from .._progress import Progress
+from .._progress import Progress, show_progress
 from .._torch import (
     import_torch,
     module_state_to_cpu,
@@ -231,8 +231,10 @@ class NeuralSparseMap(BaseMonge):
     random_state : int, RandomState instance or None, default=None
         Seeds network initialisation, mini-batches and the annealing; with a
         fixed seed a CPU fit is reproducible.
-    verbose : bool, default=False
-        Progress bar with the iteration, λ and current dimension.
+    verbose : bool or "auto", default="auto"
+        Progress bar with the iteration, λ and current dimension. ``"auto"``
+        shows it for 200 planned iterations or more (the default training);
+        ``False`` never.
 
     Attributes
     ----------
@@ -310,7 +312,7 @@ class NeuralSparseMap(BaseMonge):
         "source": "no_validation",
         "target": "no_validation",
         "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        "verbose": ["verbose", StrOptions({"auto"})],
     }
 
     def __init__(
@@ -343,7 +345,7 @@ class NeuralSparseMap(BaseMonge):
         source=None,
         target=None,
         random_state=None,
-        verbose=False,
+        verbose="auto",
     ):
         self.penalty = penalty
         self.lam = lam
@@ -471,7 +473,10 @@ class NeuralSparseMap(BaseMonge):
             generator=generator,
         )
         evaluate = _MapEvaluator(trainer, eval_source, eval_target, self.atol, seed)
-        progress = Progress(self._planned_iterations(), "NeuralSparseMap", self.verbose)
+        planned = self._planned_iterations()
+        progress = Progress(
+            planned, "NeuralSparseMap", show_progress(self.verbose, steps=planned)
+        )
         progress.show(λ=f"{self.lam:.3g}")
         try:
             lam, history = self._run_schedule(trainer, evaluate, progress, rng)
