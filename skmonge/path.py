@@ -224,7 +224,8 @@ def sparsity_path(
     warm_start : bool, default=True
         Start each Sinkhorn solve from the previous γ's potential.
     return_estimators : bool, default=False
-        Keep every fitted map (each holds a copy of the clouds).
+        Keep every fitted map (they share one copy of the source and target
+        clouds, and each holds its potentials).
     verbose : bool or "auto", default="auto"
         A progress bar over the grid (the fits along it show none).
         ``"auto"``: when the grid's work, ``n_gammas`` x source x target
