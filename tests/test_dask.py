@@ -20,6 +20,13 @@ def fitted():
     return EntropicSparseMap(gamma=0.5).fit(X, y), X
 
 
+# rounding of block-wise against whole-array evaluation
+_ROUNDING = {
+    np.float32: {"rtol": 1e-5, "atol": 1e-6},
+    np.float64: {"rtol": 1e-12, "atol": 1e-12},
+}
+
+
 def _keys_holding(graph, obj):
     return [k for k, v in graph.items() if getattr(v, "value", v) is obj]
 
@@ -37,7 +44,9 @@ def test_dask_input_gives_the_numpy_result_lazily(fitted, method, dtype):
     expected = getattr(est, method)(X)
     result = lazy.compute(scheduler="threads")
     assert result.dtype == dtype
-    np.testing.assert_array_equal(result, expected)
+    # blocks of rows go through BLAS with other shapes (and, on workers,
+    # other thread counts) than the whole array: equal up to rounding
+    np.testing.assert_allclose(result, expected, **_ROUNDING[dtype])
 
 
 def test_the_fitted_map_enters_the_graph_once(fitted):
@@ -58,11 +67,15 @@ def test_sparse_blocks_and_integer_input(fitted):
     est, X = fitted
     csr = sp.csr_matrix(np.where(np.abs(X[:60]) > 0.5, X[:60], 0.0))
     lazy = est.transform(da.from_array(csr, chunks=(25, 8), asarray=False))
-    np.testing.assert_allclose(lazy.compute(), est.transform(csr), rtol=0, atol=0)
+    np.testing.assert_allclose(
+        lazy.compute(), est.transform(csr), **_ROUNDING[np.float64]
+    )
     counts = np.round(np.abs(X[:40]) * 3).astype(np.int64)
     lazy = est.displacement(da.from_array(counts, chunks=(16, 8)))
     assert lazy.dtype == np.float64
-    np.testing.assert_array_equal(lazy.compute(), est.displacement(counts))
+    np.testing.assert_allclose(
+        lazy.compute(), est.displacement(counts), **_ROUNDING[np.float64]
+    )
 
 
 def test_dask_input_errors_name_the_problem(fitted):
@@ -125,7 +138,7 @@ def test_local_cluster_of_two_processes(client, fitted):
     with get_task_stream(client) as stream:
         result = client.compute(est.displacement(da.from_array(many, chunks=(50, 8))))
         result = result.result()
-    np.testing.assert_array_equal(result, est.displacement(many))
+    np.testing.assert_allclose(result, est.displacement(many), **_ROUNDING[np.float64])
     # the blocks ran in both worker processes
     ran = [task for task in stream.data if "_apply" in str(task["key"])]
     assert len(ran) == many.shape[0] // 50
