@@ -136,10 +136,10 @@ def test_target_dim_lands_within_ten_percent(target_dim, start):
     assert est.gamma_ in est.path_.gammas and est.gamma_ == est.cost_.gamma
     assert np.all(np.diff(est.path_.gammas) < 0)
     row = list(est.path_.gammas).index(est.gamma_)
-    # the path counts on (at most 256) evenly spaced training source cells,
+    # the path counts on (at most 512) evenly spaced training source cells,
     # from the costs the fit holds: the same count as transform's there
     index = _evaluation_index(source.shape[0])
-    assert index.size == 256 < source.shape[0]
+    assert index.size == min(512, source.shape[0])
     on_index = (np.abs(est.transform(source[index]) - source[index]) > 1e-8).sum(1)
     assert est.path_.dimension[row] == pytest.approx(on_index.mean())
     # the fitted state is the cold fit at the chosen γ, to the tolerance
@@ -256,3 +256,10 @@ def test_path_cost_reuse_equals_the_direct_cost_matrix(cost):
         np.testing.assert_allclose(costs(c, X, Y), direct, rtol=1e-12, atol=1e-12)
     # ℓ1 and k-overlap reuse their parts; STVS is not linear in γ
     assert (costs.parts is not None) == (cost != "elastic_stvs")
+
+
+def test_evaluated_cells_are_evenly_spaced_and_capped():
+    np.testing.assert_array_equal(_evaluation_index(300), np.arange(300))
+    index = _evaluation_index(1000)
+    assert index.size == 512 and index[0] == 0 and index[-1] == 999
+    assert np.all(np.diff(index) >= 1) and np.diff(index).max() <= 2
