@@ -271,12 +271,14 @@ class EntropicSparseMap(BaseMonge):
     def _fit(self, X, y, **warm):
         """Validate ``(X, y)``, then :meth:`_fit_clouds` (``warm``: its options)."""
         X_source, X_target = self._validate_fit_input(X, y)
+        _check_data_scale(X_source, X_target)
         return self._fit_clouds(X_source, X_target, **warm)
 
     def _fit_clouds(
         self, X_source, X_target, g_init=None, cost_matrix=None, epsilon_start=None
     ):
-        """The fit on validated source and target samples.
+        """The fit on validated source and target samples (their scale
+        checked by :func:`_check_data_scale`).
 
         :func:`skmonge.sparsity_path` fits many γ on the same samples, each
         warm-started from its neighbour: ``g_init`` starts Sinkhorn from a
@@ -291,7 +293,6 @@ class EntropicSparseMap(BaseMonge):
         # sparse clouds stay sparse only where the cost's kernels gain from it
         X_source = cost.prepare_cloud(X_source)
         X_target = cost.prepare_cloud(X_target)
-        _check_data_scale(X_source, X_target)
         if cost_matrix is None:
             C = self._fit_cost_matrix(cost, X_source, X_target)
         else:

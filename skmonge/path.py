@@ -27,7 +27,7 @@ from sklearn.utils._param_validation import Interval
 from ._base import resolve_labels
 from ._progress import Progress, show_progress
 from .costs import SqEuclidean
-from .entropic import EntropicSparseMap
+from .entropic import EntropicSparseMap, _check_data_scale
 
 __all__ = ["EntropicSparseMapCV", "SparsityPath", "default_gammas", "sparsity_path"]
 
@@ -361,6 +361,7 @@ class _PathFits:
         self.base = clone(template).set_params(target_dim=None, verbose=False)
         self.base._validate_params()
         self.X_source, self.X_target = self.base._validate_fit_input(X, y)
+        _check_data_scale(self.X_source, self.X_target)  # once for all fits
         self.n_features = self.X_source.shape[1]
         # n_features_in_, feature_names_in_ and the labels, for every fit
         self.validated = {
