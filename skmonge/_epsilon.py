@@ -33,7 +33,7 @@ from ._kernels.fastmath import _fexp
 from ._kernels.sinkhorn import _exact_row_weights, _row_max_logit, _row_spread
 from .sinkhorn import sinkhorn
 
-__all__ = ["perplexity_epsilon", "plan_perplexity"]
+__all__ = ["perplexity_epsilon", "plan_perplexity", "search_epsilon", "search_inputs"]
 
 # Marginal error of the search solves: the perplexity moves by far less than
 # its own spread over rows between this and a converged plan.
@@ -148,15 +148,9 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None, start=None)
         eps = scale if scale > 0 else 1.0
         return eps, sinkhorn(C, eps, a, b, tol=_SEARCH_TOL, dtype=dtype, warn=False)
     spread = float(_row_spread(C))
-    # relative test: fastmath sums leave rounding-level spreads on equal rows
-    if not spread > 1e-12 * float(np.abs(C).max()):
-        raise ValueError(
-            "Every source point is at the same cost from all target points "
-            "(constant samples?): the perplexity rule cannot choose epsilon; "
-            "pass an absolute epsilon."
-        )
-    target = min(float(perplexity), 1.0 + 0.5 * (n_support - 1))
-    rows = np.unique(np.linspace(0, C.shape[0] - 1, _MAX_ROWS).astype(np.intp))
+    target, rows = search_inputs(
+        spread, float(np.abs(C).max()), perplexity, n_support, C.shape[0]
+    )
     C_rows = C if rows.size == C.shape[0] else np.ascontiguousarray(C[rows])
 
     def solve(eps, warm):
@@ -175,6 +169,34 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None, start=None)
         )
         return res, float(np.median(plan_perplexity(C_rows, res.g, eps, b_arr)))
 
+    return search_epsilon(solve, spread, target, start)
+
+
+def search_inputs(spread, largest_cost, perplexity, n_support, n_rows):
+    """Checked inputs of :func:`search_epsilon`: the perplexity target
+    (capped at half the target support) and the evenly spaced rows whose
+    perplexity is measured."""
+    # relative test: fastmath sums leave rounding-level spreads on equal rows
+    if not spread > 1e-12 * largest_cost:
+        raise ValueError(
+            "Every source point is at the same cost from all target points "
+            "(constant samples?): the perplexity rule cannot choose epsilon; "
+            "pass an absolute epsilon."
+        )
+    target = min(float(perplexity), 1.0 + 0.5 * (n_support - 1))
+    rows = np.unique(np.linspace(0, n_rows - 1, _MAX_ROWS).astype(np.intp))
+    return target, rows
+
+
+def search_epsilon(solve, spread, target, start=None):
+    """The search of :func:`perplexity_epsilon`, for any solver.
+
+    ``solve(eps, warm)`` returns a loose Sinkhorn result at ``eps``
+    (warm-started from the result ``warm`` unless it is None) and the median
+    perplexity of its plan's rows; ``spread`` is the mean row spread of the
+    costs and ``target`` the (capped) perplexity. The torch backend
+    (:mod:`skmonge._torch_ot`) runs the same search on its own solver.
+    """
     step = 0
     if start is not None and start > 0 and math.isfinite(start):
         step = int(min(_MAX_STEPS, max(-_MAX_STEPS, round(math.log2(start / spread)))))
@@ -194,7 +216,7 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None, start=None)
             # Sinkhorn down. Keep the ε where the plateau starts, which a
             # search started inside the plateau would miss.
             if start is not None:
-                return perplexity_epsilon(C, perplexity, a, b, dtype=dtype)
+                return search_epsilon(solve, spread, target)
             return _rounded(eps), res
         eps, res, value = eps_next, res_next, value_next
     else:

@@ -44,6 +44,15 @@ def _dense_rows_and_cloud(X, Y):
     return as_float_2d(X, "X", dtype), as_float_2d(Y, "Y", dtype), dtype
 
 
+def _pair_blocks(n, m, pairs):
+    """Row and column slices covering an n x m grid by blocks of <= ``pairs``."""
+    width = max(1, min(m, int(pairs)))
+    height = max(1, int(pairs) // width)
+    for i in range(0, n, height):
+        for j in range(0, m, width):
+            yield slice(i, i + height), slice(j, j + width)
+
+
 class TranslationInvariantCost:
     """Base class for costs ``c(x, y) = h(x - y)`` with ``h = ½‖·‖² + τ``.
 
@@ -182,6 +191,65 @@ class TranslationInvariantCost:
             G += self.grad_tau_aggregate(X, Y, P)
         return G
 
+    # -------------------------------------------------------------- torch
+    # The torch backend of EntropicSparseMap (skmonge._torch_ot) needs the
+    # same quantities on tensors, on the tensors' device. Like tau_tensor,
+    # these use tensor methods only, so this module never imports torch.
+    # Pairwise terms are evaluated on (rows, points, features) blocks of at
+    # most ``pairs`` (row, point) pairs, so memory stays bounded.
+    def has_tensor_methods(self):
+        """Whether the torch backend can run this cost (τ, ∇τ and prox on tensors)."""
+        base = TranslationInvariantCost
+        return all(
+            getattr(type(self), name) is not getattr(base, name)
+            for name in ("tau_tensor", "grad_tau_tensor", "prox_tensor")
+        )
+
+    def grad_tau_tensor(self, Z):
+        """``∇τ`` row-wise on a torch tensor (0 at kinks, as :meth:`grad_tau`)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no torch implementation of grad_tau."
+        )
+
+    def prox_tensor(self, Z):
+        """:meth:`prox` row-wise on a torch tensor."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no torch implementation of prox."
+        )
+
+    def tau_matrix_tensor(self, X, Y, pairs):
+        """:meth:`tau_matrix` on tensors, by blocks of at most ``pairs`` pairs."""
+        out = X.new_empty((X.shape[0], Y.shape[0]))
+        for rows, cols in _pair_blocks(X.shape[0], Y.shape[0], pairs):
+            out[rows, cols] = self.tau_tensor(X[rows, None, :] - Y[None, cols, :])
+        return out
+
+    def grad_tau_aggregate_tensor(self, X, Y, P, pairs):
+        """:meth:`grad_tau_aggregate` on tensors, by blocks of ``pairs`` pairs."""
+        G = X.new_zeros(X.shape)
+        for rows, cols in _pair_blocks(X.shape[0], Y.shape[0], pairs):
+            grad = self.grad_tau_tensor(X[rows, None, :] - Y[None, cols, :])
+            # (rows, 1, points) @ (rows, points, features): no third block
+            G[rows] += (P[rows, None, cols] @ grad)[:, 0]
+        return G
+
+    def cost_matrix_tensor(self, X, Y, pairs):
+        r""":meth:`cost_matrix` on tensors: :math:`½‖x_i - y_j‖^2` by a matrix
+        product, clipped at 0 against cancellation, plus the regulariser."""
+        C = (X * X).sum(1)[:, None] + (Y * Y).sum(1)[None, :]
+        C.addmm_(X, Y.T, alpha=-2.0).clamp_(min=0.0).mul_(0.5)
+        if not self.is_quadratic:
+            C += self.tau_matrix_tensor(X, Y, pairs)
+        return C
+
+    def grad_h_aggregate_tensor(self, X, Y, P, pairs):
+        r""":meth:`grad_h_aggregate` on tensors,
+        :math:`x_i \sum_j P_{ij} - P_{i:} Y + \sum_j P_{ij} ∇τ(x_i - y_j)`."""
+        G = X * P.sum(1, keepdim=True) - P @ Y
+        if not self.is_quadratic:
+            G += self.grad_tau_aggregate_tensor(X, Y, P, pairs)
+        return G
+
     # ------------------------------------------------------------- helpers
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
@@ -212,6 +280,12 @@ class SqEuclidean(TranslationInvariantCost):
 
     def tau_tensor(self, Z):
         return Z.sum(-1) * 0.0
+
+    def grad_tau_tensor(self, Z):
+        return Z.new_zeros(Z.shape)
+
+    def prox_tensor(self, Z):
+        return Z.clone()
 
     def grad_tau(self, Z):
         return np.zeros_like(as_float_2d(Z))
@@ -300,6 +374,23 @@ class ElasticL1(_SeparableElastic):
         r""":math:`γ‖z‖_1` row-wise on a torch tensor."""
         return self.gamma * Z.abs().sum(-1)
 
+    def grad_tau_tensor(self, Z):
+        return Z.sign().mul_(self.gamma)
+
+    def prox_tensor(self, Z):
+        return Z.sign() * (Z.abs() - self.gamma).clamp_(min=0.0)
+
+    def tau_matrix_tensor(self, X, Y, pairs):
+        # ℓ1 distances have a kernel of their own, without a 3-d block
+        from ._torch import import_torch
+
+        cdist = import_torch().cdist
+        out = X.new_empty((X.shape[0], Y.shape[0]))
+        step = 1024
+        for i in range(0, X.shape[0], step):
+            out[i : i + step] = cdist(X[i : i + step], Y, p=1.0)
+        return out.mul_(self.gamma)
+
 
 class ElasticSTVS(_SeparableElastic):
     r"""Elastic cost with the vanishing-shrinkage regulariser of Schreck et al.
@@ -330,6 +421,16 @@ class ElasticSTVS(_SeparableElastic):
         row-wise on a torch tensor."""
         sigma = (Z.abs() / (2.0 * self.gamma)).asinh()
         return self.gamma**2 * (sigma + 0.5 - 0.5 * (-2.0 * sigma).exp()).sum(-1)
+
+    def grad_tau_tensor(self, Z):
+        r""":math:`\operatorname{sign}(z)\, 2γ² / (|z| + \sqrt{z² + 4γ²})`."""
+        g2 = self.gamma**2
+        return Z.sign() * (2.0 * g2) / (Z.abs() + (Z * Z + 4.0 * g2).sqrt())
+
+    def prox_tensor(self, Z):
+        r""":math:`(1 - γ²/z²)_+ z` (0 at z = 0)."""
+        shrink = (1.0 - self.gamma**2 / (Z * Z)).clamp_(min=0.0)
+        return shrink.nan_to_num_(0.0) * Z
 
 
 class ElasticKOverlap(TranslationInvariantCost):
@@ -382,6 +483,31 @@ class ElasticKOverlap(TranslationInvariantCost):
         self._check_k(Z.shape[1])
         return kovlp.kovlp_prox(Z, self.gamma, self.k)
 
+    def tau_tensor(self, Z):
+        r""":math:`\frac{γ}{2}‖z‖²_{ovk}` row-wise on a torch tensor."""
+        self._check_k(Z.shape[-1])
+        theta, sq_norm = _kovlp_tensor_parts(Z, self.k)
+        return (0.5 * self.gamma) * sq_norm
+
+    def grad_tau_tensor(self, Z):
+        r""":math:`γ ∇(½‖·‖²_{ovk})(z)`: ``z_i`` where :math:`|z_i| > θ`,
+        :math:`\operatorname{sign}(z_i)\, θ` elsewhere (θ: the tail level)."""
+        self._check_k(Z.shape[-1])
+        theta, _ = _kovlp_tensor_parts(Z, self.k)
+        theta = theta.unsqueeze(-1)
+        grad = Z.where(Z.abs() > theta, Z.sign() * theta)
+        return grad.mul_(self.gamma)
+
+    def prox_tensor(self, Z):
+        # The prox solves a 1-d root search per row (Argyriou et al.); it is
+        # applied to one chunk of rows, not pairwise, so the host kernel
+        # serves every device (one transfer per chunk).
+        from ._torch import import_torch
+
+        self._check_k(Z.shape[-1])
+        out = kovlp.kovlp_prox(Z.detach().cpu().numpy(), self.gamma, self.k)
+        return import_torch().as_tensor(out, device=Z.device)
+
     # The k-overlap norm is not separable: a sparse cloud is densified.
     def tau_matrix(self, X, Y):
         self._check_k(np.shape(X)[1])
@@ -396,6 +522,36 @@ class ElasticKOverlap(TranslationInvariantCost):
         G = kovlp.kovlp_grad_aggregate(X, Y, P, self.k)
         G *= G.dtype.type(self.gamma)
         return G
+
+
+def _kovlp_tensor_parts(Z, k):
+    r"""Tail level θ and squared k-overlap norm of every row (last axis) of a
+    tensor.
+
+    With :math:`s = |z|^↓` and ``h = k - r - 1`` head coordinates
+    (Argyriou et al. 2012, Prop. 2.1; :func:`kovlp_sq_norm`), the tail level
+    is :math:`θ = \frac{1}{r+1}\sum_{i \ge h} s_i`, the ``h`` with
+    :math:`s_{h-1} > θ \ge s_h` is the one chosen, and
+
+    .. math:: ‖z‖²_{ovk} = \sum_{i < h} s_i^2 + (r + 1)\, θ^2 .
+
+    Only the ``k`` largest entries are sorted (``topk``); the tail sums come
+    from the row's ℓ1 norm. Rounding can leave no ``h`` satisfying both
+    inequalities exactly; the least violating one is taken.
+    """
+    a = Z.abs()
+    top = a.topk(k, dim=-1, sorted=True).values  # s_0 >= ... >= s_{k-1}
+    head_sum = top.cumsum(-1) - top  # Σ_{i<h} s_i for h = 0..k-1
+    head_sq = (top * top).cumsum(-1) - top * top
+    count = k - Z.new_tensor(range(k))  # r + 1 = k - h
+    theta = (a.sum(-1, keepdim=True) - head_sum) / count
+    previous = top.roll(1, dims=-1)
+    previous[..., 0] = float("inf")
+    violation = (theta - previous).clamp(min=0.0) + (top - theta).clamp(min=0.0)
+    h = violation.argmin(-1, keepdim=True)
+    theta = theta.gather(-1, h)
+    sq_norm = head_sq.gather(-1, h) + count.expand_as(top).gather(-1, h) * theta**2
+    return theta.squeeze(-1), sq_norm.squeeze(-1)
 
 
 _COSTS = {

@@ -25,10 +25,12 @@ arrays.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -74,9 +76,11 @@ def _check_data_scale(X_source, X_target):
         )
 
 
-def _check_costs_finite(C, between):
-    """A clear error when the costs between two clouds overflowed to inf."""
-    if not all_finite(C):
+def _check_costs_finite(C, between, finite=None):
+    """A clear error when the costs between two clouds overflowed to inf
+    (``finite``: whether they are finite, when already known, e.g. from a
+    tensor of the torch backend)."""
+    if not (all_finite(C) if finite is None else finite):
         raise ValueError(
             f"The costs between the {between} overflow {C.dtype}: the data are "
             "too large in magnitude for their squared differences. Rescale "
@@ -149,6 +153,21 @@ class EntropicSparseMap(BaseMonge):
         of rows). ``"auto"`` shows them for problems of at least 2e10
         (rows x fitted points x features), which take seconds on 2 cores
         (about 1,500 x 1,500 cells at 9,000 genes); ``False`` never.
+    backend : {"numba", "torch"}, default="numba"
+        Where the cost matrix, Sinkhorn and the map run: parallel numba
+        kernels on the CPU, or torch tensors on ``device`` (a GPU for large
+        problems; :mod:`skmonge._torch_ot`). Both solve the same problem
+        with the same ε rule, ε schedule and stopping test, so their maps
+        agree up to the tolerance. The torch backend runs every built-in
+        cost (and cost objects with the tensor methods of
+        :class:`~skmonge.costs.TranslationInvariantCost`); sparse input is
+        densified on the device. On a CPU the numba backend is faster.
+    device : str, default="auto"
+        torch device of the torch backend (ignored by numba): ``"auto"`` is
+        CUDA when available and the CPU otherwise; asking for ``"cuda"``
+        without CUDA is a ``ValueError``. Fitted attributes are NumPy
+        arrays whatever the device, so a model fitted on a GPU pickles and
+        loads anywhere (set ``device="cpu"`` there to use it without a GPU).
 
     Attributes
     ----------
@@ -212,6 +231,8 @@ class EntropicSparseMap(BaseMonge):
         "target": "no_validation",
         "chunk_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "verbose": ["verbose", StrOptions({"auto"})],
+        "backend": [StrOptions({"numba", "torch"})],
+        "device": [str],
     }
 
     def __init__(
@@ -229,6 +250,8 @@ class EntropicSparseMap(BaseMonge):
         target=None,
         chunk_size=None,
         verbose="auto",
+        backend="numba",
+        device="auto",
     ):
         self.cost = cost
         self.gamma = gamma
@@ -243,6 +266,8 @@ class EntropicSparseMap(BaseMonge):
         self.target = target
         self.chunk_size = chunk_size
         self.verbose = verbose
+        self.backend = backend
+        self.device = device
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -293,6 +318,10 @@ class EntropicSparseMap(BaseMonge):
         # sparse clouds stay sparse only where the cost's kernels gain from it
         X_source = cost.prepare_cloud(X_source)
         X_target = cost.prepare_cloud(X_target)
+        if self.backend == "torch":
+            return self._fit_clouds_torch(
+                cost, X_source, X_target, g_init, epsilon_start
+            )
         if cost_matrix is None:
             C = self._fit_cost_matrix(cost, X_source, X_target)
         else:
@@ -309,6 +338,9 @@ class EntropicSparseMap(BaseMonge):
             verbose=show_progress(self.verbose, C.size * X_source.shape[1]),
             g_init=g_init,
         )
+        return self._set_fitted(cost, epsilon, X_source, X_target, result)
+
+    def _set_fitted(self, cost, epsilon, X_source, X_target, result):
         self.cost_ = cost
         self.gamma_ = getattr(cost, "gamma", None)
         self.epsilon_ = epsilon
@@ -319,6 +351,59 @@ class EntropicSparseMap(BaseMonge):
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         return self
+
+    def _torch_backend(self, dtype):
+        from ._torch_ot import TorchBackend  # torch is an optional dependency
+
+        return TorchBackend(self.device, dtype)
+
+    def _fit_clouds_torch(self, cost, X_source, X_target, g_init, epsilon_start):
+        """:meth:`_fit_clouds` on the torch backend (same ε rule, same
+        Sinkhorn fixed point); the fitted state is stored as NumPy arrays."""
+        if not cost.has_tensor_methods():
+            raise ValueError(
+                f"backend='torch' does not support the cost {cost!r} yet; use "
+                "backend='numba'."
+            )
+        dtype = np.result_type(X_source.dtype, X_target.dtype)
+        backend = self._torch_backend(dtype)
+        C = backend.cost_matrix(
+            cost, backend.tensor(X_source), backend.tensor(X_target)
+        )
+        _check_costs_finite(
+            C, "source and target rows of X", bool(backend.torch.isfinite(C).all())
+        )
+        if self.epsilon is not None:
+            epsilon = float(self.epsilon)
+        elif self.relative_epsilon is not None:
+            epsilon = self.relative_epsilon * float(C.mean(dtype=backend.torch.float64))
+            if not epsilon > 0:
+                raise ValueError(
+                    "The mean cost between source and target is 0 (identical "
+                    "constant samples?); pass an absolute epsilon."
+                )
+        else:
+            epsilon = backend.perplexity_epsilon(C, self.perplexity, epsilon_start)[0]
+        if g_init is not None and np.shape(g_init) != (C.shape[1],):
+            g_init = None  # another target sample: no warm start
+        result = backend.sinkhorn(
+            C,
+            epsilon,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            g_init=g_init,
+            verbose=show_progress(self.verbose, C.numel() * X_source.shape[1]),
+        )
+        if not result.converged:
+            warnings.warn(
+                f"Sinkhorn did not converge: marginal error "
+                f"{result.marginal_error:.3e} > tol={self.tol:.1e} after "
+                f"{result.n_iter} iterations (epsilon={epsilon:.4g}). Increase "
+                "max_iter, or use a larger epsilon.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        return self._set_fitted(cost, epsilon, X_source, X_target, result)
 
     def _resolve_epsilon(self, C, start=None):
         """ε of the fit: absolute, relative to mean(C), or the perplexity rule
@@ -393,28 +478,58 @@ class EntropicSparseMap(BaseMonge):
         verbose = show_progress(
             self.verbose, X.shape[0] * support.shape[0] * X.shape[1]
         )
+        backend = None
+        if self.backend == "torch":
+            # the fitted cloud and potential go to the device once per call
+            backend = self._torch_backend(dtype)
+            support = backend.tensor(support)
+            potential = backend.torch.as_tensor(potential, device=backend.device)
         for start in progress_over(range(0, X.shape[0], step), desc, verbose):
             rows = dense_rows(X, start, start + step, dtype)
             out[start : start + step] = self._map_rows(
-                rows, support, potential, out.dtype, displacement=displacement
+                rows,
+                support,
+                potential,
+                out.dtype,
+                displacement=displacement,
+                backend=backend,
             )
         return out
 
     def _map_rows(
-        self, rows, support, potential, out_dtype, C=None, displacement=False
+        self,
+        rows,
+        support,
+        potential,
+        out_dtype,
+        C=None,
+        displacement=False,
+        backend=None,
     ):
         """The entropic map (or displacement) of dense ``rows``, in ``out_dtype``.
 
         ``C``, the costs between ``rows`` and ``support``, is computed unless
         given (:func:`skmonge.sparsity_path` holds them for training rows).
+        With a torch ``backend`` (:class:`skmonge._torch_ot.TorchBackend`),
+        ``support`` and ``potential`` are its tensors and the map runs there.
         """
         cost = self.cost_
-        if C is None:
-            C = cost.cost_matrix(rows, support)
-            _check_costs_finite(C, "rows of X and the fitted points")
-        P, _ = gibbs_weights(C, potential, self.epsilon_)
-        grad = cost.grad_h_aggregate(rows, support, P.astype(rows.dtype, copy=False))
-        mapped = rows - cost.prox(grad)
+        if backend is not None:
+            mapped = backend.map_rows(
+                cost, backend.tensor(rows), support, potential, self.epsilon_
+            )
+            finite = bool(backend.torch.isfinite(mapped).all())
+            _check_costs_finite(mapped, "rows of X and the fitted points", finite)
+            mapped = mapped.cpu().numpy()
+        else:
+            if C is None:
+                C = cost.cost_matrix(rows, support)
+                _check_costs_finite(C, "rows of X and the fitted points")
+            P, _ = gibbs_weights(C, potential, self.epsilon_)
+            grad = cost.grad_h_aggregate(
+                rows, support, P.astype(rows.dtype, copy=False)
+            )
+            mapped = rows - cost.prox(grad)
         # (x - prox) - x rather than -prox: the displacement is then
         # exactly T(x) - x as transform returns it, bit for bit.
         if displacement:

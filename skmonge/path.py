@@ -406,6 +406,8 @@ class _PathFits:
         dtype = np.result_type(est.source_.dtype, est.target_.dtype)
         index = self.eval_index
         rows = est.source_[index]
+        if est.backend == "torch":  # no cached costs: the map on the device
+            return est.displacement(rows)
         rows = rows.toarray() if sp.issparse(rows) else rows
         rows = rows.astype(dtype, copy=False)
         target = est.target_.astype(dtype, copy=False)
@@ -584,7 +586,7 @@ class EntropicSparseMapCV(EntropicSparseMap):
         Shuffling of the default folds.
     cost, k, epsilon, relative_epsilon, perplexity, max_iter, tol
         As in :class:`EntropicSparseMap` (fixed along the grid).
-    source, target, chunk_size, verbose
+    source, target, chunk_size, verbose, backend, device
         As in :class:`EntropicSparseMap`.
 
     Attributes
@@ -647,6 +649,8 @@ class EntropicSparseMapCV(EntropicSparseMap):
         target=None,
         chunk_size=None,
         verbose="auto",
+        backend="numba",
+        device="auto",
     ):
         # every parameter set as given (no super().__init__: the grid
         # replaces gamma and target_dim, which this estimator does not have)
@@ -661,6 +665,8 @@ class EntropicSparseMapCV(EntropicSparseMap):
         self.target = target
         self.chunk_size = chunk_size
         self.verbose = verbose
+        self.backend = backend
+        self.device = device
         self.gammas = gammas
         self.cv = cv
         self.scoring = scoring

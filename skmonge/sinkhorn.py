@@ -451,9 +451,12 @@ class _Relaxation:
     window = 20
     omega_max = 1.98
 
-    def __init__(self, enabled, omega=None):
+    def __init__(self, enabled, omega=None, stride=1):
         self.enabled = enabled
         self.fixed = omega
+        # iterations between two recorded errors (the torch backend reads
+        # its error on the host every few iterations only)
+        self.stride = stride
         self.reset()
 
     def reset(self):
@@ -468,16 +471,17 @@ class _Relaxation:
         if self.fixed is not None:
             return self.omega
         self.history.append(err)
-        if len(self.history) <= self.window:
+        window = max(1, self.window // self.stride)
+        if len(self.history) <= window:
             return self.omega
-        old = self.history[-1 - self.window]
-        self.history = self.history[-self.window - 1 :]
+        old = self.history[-1 - window]
+        self.history = self.history[-window - 1 :]
         if not (err > 0 and old > 0):
             return self.omega
         if err > old:
             self.omega, self.off = 1.0, True
             return self.omega
-        rho = (err / old) ** (1.0 / self.window)
+        rho = (err / old) ** (1.0 / (window * self.stride))
         w = self.omega
         lam = rho if w == 1.0 else (rho + w - 1.0) ** 2 / (w * w * rho)
         lam = min(max(lam, 0.0), 1.0)
