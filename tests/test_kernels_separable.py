@@ -442,6 +442,36 @@ def _sparse_rows(rng, n, d, density):
     return A
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_aggregate_on_sparse_clouds_equals_naive(kind, dtype):
+    # below COLUMN_AGGREGATE_DENSITY the aggregate visits the non-zeros of Y
+    # feature by feature; ties x_it = y_jt != 0, signs, empty rows and
+    # columns, and exact zero weights must all come out as the naive sum
+    rng = np.random.default_rng(5)
+    X = _sparse_rows(rng, 23, 41, 0.25)
+    Y = _sparse_rows(rng, 17, 41, 0.2)
+    X[3, :] = 0.0
+    Y[4, :] = 0.0
+    Y[:, 7] = 0.0
+    X[:, 9] = 0.0
+    nz = np.flatnonzero(Y[5])
+    X[0, nz] = Y[5, nz]  # ties with a non-zero target coordinate
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    assert np.count_nonzero(Y) < pw.COLUMN_AGGREGATE_DENSITY * Y.size
+    P = rng.dirichlet(np.ones(17), size=23)
+    P[1, :5] = 0.0
+    P = P.astype(dtype)
+    R = ref_aggregate(X, Y, P, kind, 0.7)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for G in (
+        pw.separable_grad_tau_aggregate(X, Y, P, kind, 0.7),
+        pw.separable_grad_tau_aggregate_csr(X, sp.csr_matrix(Y), P, kind, 0.7),
+    ):
+        assert G.dtype == dtype and G.flags.c_contiguous
+        np.testing.assert_allclose(G, R, rtol=rtol, atol=rtol)
+
+
 @pytest.mark.parametrize("kind", [pw.KIND_L1, pw.KIND_STVS])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_csr_kernels_equal_dense_kernels(kind, dtype):
