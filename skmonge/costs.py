@@ -185,11 +185,20 @@ class TranslationInvariantCost:
                 f"P must have shape (rows of X, rows of Y) = "
                 f"{(X.shape[0], Y.shape[0])}, got {P.shape}."
             )
+        G = self._grad_h_aggregate_sparse(X, Y, P)
+        if G is not None:
+            return G
         # (Y^T P^T)^T is P Y without densifying a sparse Y
         G = X * P.sum(axis=1, dtype=dtype)[:, None] - np.asarray((Y.T @ P.T).T)
         if not self.is_quadratic:
             G += self.grad_tau_aggregate(X, Y, P)
         return G
+
+    def _grad_h_aggregate_sparse(self, X, Y, P):
+        """:meth:`grad_h_aggregate` in one pass over the non-zeros of ``Y``
+        (validated inputs), or None where the cost has no such kernel or
+        ``Y`` is too dense for it to pay."""
+        return None
 
     # -------------------------------------------------------------- torch
     # The torch backend of EntropicSparseMap (skmonge._torch_ot) needs the
@@ -341,6 +350,11 @@ class _SeparableElastic(TranslationInvariantCost):
             separable.separable_tau_pairwise_csr(X, Y, self._kind, self.gamma, out=C)
         else:
             separable.separable_tau_pairwise(X, Y, self._kind, self.gamma, out=C)
+
+    def _grad_h_aggregate_sparse(self, X, Y, P):
+        return separable.separable_grad_h_aggregate_sparse(
+            X, Y, P, self._kind, self.gamma
+        )
 
     def grad_tau_aggregate(self, X, Y, P):
         if sp.issparse(Y):

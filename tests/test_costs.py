@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.optimize import minimize
 
 from skmonge.costs import (
@@ -100,19 +101,33 @@ def test_cost_matrix_matches_rowwise_h(cost, dtype):
     np.testing.assert_array_equal(Y, Y0)
 
 
+@pytest.mark.parametrize("density", [1.0, 0.2], ids=["dense", "sparse"])
 @pytest.mark.parametrize("cost", COSTS, ids=repr)
-def test_grad_h_aggregate_matches_explicit_sum(cost):
+def test_grad_h_aggregate_matches_explicit_sum(cost, density):
+    # density 0.2: separable costs take the one-pass kernel over the
+    # non-zeros of Y (also for a CSR Y); ties x_it = y_jt != 0 included
     rng = np.random.default_rng(4)
-    X = rng.normal(size=(5, 4))
-    Y = rng.normal(size=(6, 4))
-    P = rng.dirichlet(np.ones(6), size=5)
+    X = rng.normal(size=(7, 30))
+    Y = rng.normal(size=(9, 30))
+    X[rng.random(X.shape) > density] = 0.0
+    Y[rng.random(Y.shape) > density] = 0.0
+    X[0, :5] = Y[1, :5]
+    P = rng.dirichlet(np.ones(9), size=7)
     expected = np.stack(
         [
-            sum(P[i, j] * cost.grad_h((X[i] - Y[j])[None])[0] for j in range(6))
-            for i in range(5)
+            sum(P[i, j] * cost.grad_h((X[i] - Y[j])[None])[0] for j in range(9))
+            for i in range(7)
         ]
     )
     np.testing.assert_allclose(cost.grad_h_aggregate(X, Y, P), expected, atol=1e-10)
+    np.testing.assert_allclose(
+        cost.grad_h_aggregate(X, sp.csr_matrix(Y), P), expected, atol=1e-10
+    )
+    got32 = cost.grad_h_aggregate(
+        X.astype(np.float32), Y.astype(np.float32), P.astype(np.float32)
+    )
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, expected, atol=1e-5)
 
 
 def test_l1_and_stvs_closed_forms():

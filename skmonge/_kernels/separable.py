@@ -66,6 +66,7 @@ __all__ = [
     "separable_grad_tau_aggregate",
     "separable_tau_pairwise_csr",
     "separable_grad_tau_aggregate_csr",
+    "separable_grad_h_aggregate_sparse",
     "sqeuclidean_half",
     "soft_threshold",
     "stvs_prox",
@@ -664,13 +665,18 @@ def _dense_to_csc(Y):
 
 
 @njit(parallel=True, cache=True, fastmath=_FM_KERNEL, error_model="numpy")
-def _column_aggregate_kernel(X, PT, total, indptr, rows, values, kind, gamma, out_t):
+def _column_aggregate_kernel(
+    X, PT, total, indptr, rows, values, kind, gamma, with_h, out_t
+):
     """out_t[t, i] = sum_j P_ij tau'(x_it - y_jt), visiting the non-zeros of Y.
 
     For feature t, the targets with y_jt = 0 contribute tau'(x_it) times
     their total weight, r_i - b_i with r_i = sum_j P_ij and b_i the weight of
     the non-zeros; the non-zeros are visited one by one, each a contiguous
     row ``PT[j]`` of weights over all rows i (SIMD over i). Parallel over t.
+    With ``with_h``, the quadratic part of ∇h is added in the same pass:
+    out_t[t, i] += x_it r_i - sum_j P_ij y_jt (the barycentre also only
+    needs the non-zeros).
     """
     n, d = X.shape
     zero = _tc(X, 0.0, 0.0)
@@ -682,19 +688,26 @@ def _column_aggregate_kernel(X, PT, total, indptr, rows, values, kind, gamma, ou
         nonzero_weight = np.zeros(n, dtype=X.dtype)
         for i in range(n):
             o[i] = zero
+        if with_h:
+            for i in range(n):
+                o[i] = xcol[i] * total[i]
         for k in range(indptr[t], indptr[t + 1]):
             w = PT[rows[k]]
             y = values[k]
+            # the barycentre over the non-zeros, in the same pass
+            y_h = y if with_h else zero
             if kind == KIND_L1:
                 for i in range(n):
                     z = xcol[i] - y
                     g = w[i] * gamma
                     nonzero_weight[i] += w[i]
-                    o[i] += (g if z > 0 else zero) - (g if z < 0 else zero)
+                    o[i] += ((g if z > 0 else zero) - (g if z < 0 else zero)) - (
+                        w[i] * y_h
+                    )
             else:
                 for i in range(n):
                     nonzero_weight[i] += w[i]
-                    o[i] += w[i] * grad_tau_stvs(xcol[i] - y, gamma)
+                    o[i] += w[i] * (grad_tau_stvs(xcol[i] - y, gamma) - y_h)
         for i in range(n):
             if xcol[i] != 0:
                 o[i] += grad_tau_sep(xcol[i], kind, gamma) * (
@@ -702,16 +715,53 @@ def _column_aggregate_kernel(X, PT, total, indptr, rows, values, kind, gamma, ou
                 )
 
 
-def _column_aggregate(X, csc, P, kind, gamma):
-    """:func:`separable_grad_tau_aggregate` from the CSC arrays of ``Y``."""
+def _column_aggregate(X, csc, P, kind, gamma, with_h=False):
+    """:func:`separable_grad_tau_aggregate` from the CSC arrays of ``Y``
+    (with ``with_h``: :func:`separable_grad_h_aggregate_sparse`)."""
     indptr, rows, values = csc
     out_t = np.empty((X.shape[1], X.shape[0]), dtype=X.dtype)
     PT = np.ascontiguousarray(P.T)
     total = P.sum(axis=1, dtype=X.dtype)
+    gamma = X.dtype.type(gamma)
     _column_aggregate_kernel(
-        X, PT, total, indptr, rows, values, int(kind), X.dtype.type(gamma), out_t
+        X, PT, total, indptr, rows, values, int(kind), gamma, with_h, out_t
     )
     return np.ascontiguousarray(out_t.T)
+
+
+def _csc_arrays(Y):
+    """CSC arrays of a CSR matrix, or of a dense array with few non-zeros
+    (None when at least ``COLUMN_AGGREGATE_DENSITY`` of it is non-zero)."""
+    if sp.issparse(Y):
+        csc = Y.tocsc()
+        csc.sort_indices()
+        return csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data
+    if np.count_nonzero(Y) >= COLUMN_AGGREGATE_DENSITY * Y.size:
+        return None
+    return _dense_to_csc(Y)
+
+
+def separable_grad_h_aggregate_sparse(X, Y, P, kind, gamma):
+    r"""The whole gradient of the entropic potential, on the non-zeros of ``Y``.
+
+    .. math:: \sum_j P_{ij} ∇h(x_i - y_j) = x_i \sum_j P_{ij} - P_{i:} Y
+              + \sum_j P_{ij} τ'(x_i - y_j)
+
+    in one pass over the non-zeros of ``Y`` (``_column_aggregate_kernel``).
+    For validated inputs of one float dtype (the cost classes' job): ``X``
+    and ``P`` dense, ``Y`` dense or CSR.
+
+    Returns
+    -------
+    ndarray of shape (n, d), or None when ``Y`` is a dense array with at least
+    ``COLUMN_AGGREGATE_DENSITY`` non-zeros (the dense kernels are faster).
+    """
+    if X.shape[0] == 0 or X.shape[1] == 0 or Y.shape[0] == 0:
+        return None
+    csc = _csc_arrays(Y)
+    if csc is None:
+        return None
+    return _column_aggregate(X, csc, P, kind, gamma, with_h=True)
 
 
 def separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=1e-12):
@@ -755,8 +805,9 @@ def separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=1e-12):
         raise ValueError(f"prune must be a finite number >= 0, got {prune!r}")
     if X.shape[0] == 0 or Y.shape[0] == 0 or X.shape[1] == 0:
         return np.zeros(X.shape, dtype=dt)
-    if np.count_nonzero(Y) < COLUMN_AGGREGATE_DENSITY * Y.size:
-        return _column_aggregate(X, _dense_to_csc(Y), P, kind, gamma)
+    csc = _csc_arrays(Y)
+    if csc is not None:
+        return _column_aggregate(X, csc, P, kind, gamma)
     out = np.zeros(X.shape, dtype=dt)
     _aggregate_kernel(X, Y, P, int(kind), dt.type(gamma), dt.type(prune), out)
     return out
@@ -886,10 +937,7 @@ def separable_grad_tau_aggregate_csr(X, Y, P, kind, gamma):
     _check_kind_gamma(kind, gamma)
     if X.shape[0] == 0 or X.shape[1] == 0:
         return np.zeros(X.shape, dtype=dt)
-    csc = Y.tocsc()
-    csc.sort_indices()
-    arrays = (csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data)
-    return _column_aggregate(X, arrays, P, kind, gamma)
+    return _column_aggregate(X, _csc_arrays(Y), P, kind, gamma)
 
 
 # ---------------------------------------------------------------------------
