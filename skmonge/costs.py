@@ -164,14 +164,22 @@ class TranslationInvariantCost:
         override it so that no second n×m array is allocated."""
         C += self.tau_matrix(X, Y)
 
-    def grad_h_aggregate(self, X, Y, P):
+    def support_columns(self, Y):
+        """What :meth:`grad_h_aggregate` can reuse across calls on the same
+        cloud ``Y`` (its non-zeros by feature, for separable costs on sparse
+        clouds), or None."""
+        return None
+
+    def grad_h_aggregate(self, X, Y, P, columns=None):
         r"""Gradient of the entropic potential at the rows of ``X``.
 
         .. math:: ∇f_ε(x_i) = \sum_j P_{ij} ∇h(x_i - y_j)
                   = x_i \sum_j P_{ij} - P_{i:} Y + \sum_j P_{ij} ∇τ(x_i - y_j)
 
         with ``P`` the Gibbs weights :math:`p_j(x_i)` (rows sum to one).
-        ``Y`` may be sparse, as in :meth:`cost_matrix`.
+        ``Y`` may be sparse, as in :meth:`cost_matrix`; ``columns`` is
+        :meth:`support_columns` of ``Y``, when the caller maps many chunks
+        of rows to the same cloud.
         """
         X, Y, dtype = _dense_rows_and_cloud(X, Y)
         P = as_float_2d(P, "P", dtype)
@@ -185,7 +193,7 @@ class TranslationInvariantCost:
                 f"P must have shape (rows of X, rows of Y) = "
                 f"{(X.shape[0], Y.shape[0])}, got {P.shape}."
             )
-        G = self._grad_h_aggregate_sparse(X, Y, P)
+        G = self._grad_h_aggregate_sparse(X, Y, P, columns)
         if G is not None:
             return G
         # (Y^T P^T)^T is P Y without densifying a sparse Y
@@ -194,7 +202,7 @@ class TranslationInvariantCost:
             G += self.grad_tau_aggregate(X, Y, P)
         return G
 
-    def _grad_h_aggregate_sparse(self, X, Y, P):
+    def _grad_h_aggregate_sparse(self, X, Y, P, columns):
         """:meth:`grad_h_aggregate` in one pass over the non-zeros of ``Y``
         (validated inputs), or None where the cost has no such kernel or
         ``Y`` is too dense for it to pay."""
@@ -351,9 +359,12 @@ class _SeparableElastic(TranslationInvariantCost):
         else:
             separable.separable_tau_pairwise(X, Y, self._kind, self.gamma, out=C)
 
-    def _grad_h_aggregate_sparse(self, X, Y, P):
+    def support_columns(self, Y):
+        return separable.sparse_columns(Y)
+
+    def _grad_h_aggregate_sparse(self, X, Y, P, columns):
         return separable.separable_grad_h_aggregate_sparse(
-            X, Y, P, self._kind, self.gamma
+            X, Y, P, self._kind, self.gamma, columns
         )
 
     def grad_tau_aggregate(self, X, Y, P):

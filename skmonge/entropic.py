@@ -478,8 +478,11 @@ class EntropicSparseMap(BaseMonge):
         verbose = show_progress(
             self.verbose, X.shape[0] * support.shape[0] * X.shape[1]
         )
-        backend = None
-        if self.backend == "torch":
+        backend = columns = None
+        if self.backend == "numba":
+            # the cloud's non-zeros by feature, found once for all chunks
+            columns = self.cost_.support_columns(support)
+        else:
             # the fitted cloud and potential go to the device once per call
             backend = self._torch_backend(dtype)
             support = backend.tensor(support)
@@ -493,6 +496,7 @@ class EntropicSparseMap(BaseMonge):
                 out.dtype,
                 displacement=displacement,
                 backend=backend,
+                columns=columns,
             )
         return out
 
@@ -505,13 +509,16 @@ class EntropicSparseMap(BaseMonge):
         C=None,
         displacement=False,
         backend=None,
+        columns=None,
     ):
         """The entropic map (or displacement) of dense ``rows``, in ``out_dtype``.
 
         ``C``, the costs between ``rows`` and ``support``, is computed unless
         given (:func:`skmonge.sparsity_path` holds them for training rows).
         With a torch ``backend`` (:class:`skmonge._torch_ot.TorchBackend`),
-        ``support`` and ``potential`` are its tensors and the map runs there.
+        ``support`` and ``potential`` are its tensors and the map runs there;
+        ``columns`` is the cost's ``support_columns(support)``, found once
+        per call by :meth:`_entropic_map`.
         """
         cost = self.cost_
         if backend is not None:
@@ -527,7 +534,7 @@ class EntropicSparseMap(BaseMonge):
                 _check_costs_finite(C, "rows of X and the fitted points")
             P, _ = gibbs_weights(C, potential, self.epsilon_)
             grad = cost.grad_h_aggregate(
-                rows, support, P.astype(rows.dtype, copy=False)
+                rows, support, P.astype(rows.dtype, copy=False), columns
             )
             mapped = rows - cost.prox(grad)
         # (x - prox) - x rather than -prox: the displacement is then

@@ -412,6 +412,7 @@ class _PathFits:
         rows = rows.astype(dtype, copy=False)
         target = est.target_.astype(dtype, copy=False)
         out = np.empty(rows.shape, dtype=est.source_.dtype)
+        columns = est.cost_.support_columns(target)
         step = est._chunk_rows(target.shape[0], rows.shape[1], dtype.itemsize)
         for start in range(0, rows.shape[0], step):
             chunk = slice(start, start + step)
@@ -422,6 +423,7 @@ class _PathFits:
                 out.dtype,
                 C=self.costs.rows(gamma, index[chunk]),
                 displacement=True,
+                columns=columns,
             )
         return out
 

@@ -67,6 +67,7 @@ __all__ = [
     "separable_tau_pairwise_csr",
     "separable_grad_tau_aggregate_csr",
     "separable_grad_h_aggregate_sparse",
+    "sparse_columns",
     "sqeuclidean_half",
     "soft_threshold",
     "stvs_prox",
@@ -729,9 +730,11 @@ def _column_aggregate(X, csc, P, kind, gamma, with_h=False):
     return np.ascontiguousarray(out_t.T)
 
 
-def _csc_arrays(Y):
-    """CSC arrays of a CSR matrix, or of a dense array with few non-zeros
-    (None when at least ``COLUMN_AGGREGATE_DENSITY`` of it is non-zero)."""
+def sparse_columns(Y):
+    """CSC arrays ``(indptr, rows, values)`` of a CSR matrix, or of a dense
+    array with few non-zeros (None when at least ``COLUMN_AGGREGATE_DENSITY``
+    of it is non-zero). Computed once per cloud, they can be passed to
+    :func:`separable_grad_h_aggregate_sparse` for every chunk of rows."""
     if sp.issparse(Y):
         csc = Y.tocsc()
         csc.sort_indices()
@@ -741,7 +744,7 @@ def _csc_arrays(Y):
     return _dense_to_csc(Y)
 
 
-def separable_grad_h_aggregate_sparse(X, Y, P, kind, gamma):
+def separable_grad_h_aggregate_sparse(X, Y, P, kind, gamma, columns=None):
     r"""The whole gradient of the entropic potential, on the non-zeros of ``Y``.
 
     .. math:: \sum_j P_{ij} ∇h(x_i - y_j) = x_i \sum_j P_{ij} - P_{i:} Y
@@ -749,7 +752,8 @@ def separable_grad_h_aggregate_sparse(X, Y, P, kind, gamma):
 
     in one pass over the non-zeros of ``Y`` (``_column_aggregate_kernel``).
     For validated inputs of one float dtype (the cost classes' job): ``X``
-    and ``P`` dense, ``Y`` dense or CSR.
+    and ``P`` dense, ``Y`` dense or CSR; ``columns``: :func:`sparse_columns`
+    of ``Y`` when already computed.
 
     Returns
     -------
@@ -758,7 +762,7 @@ def separable_grad_h_aggregate_sparse(X, Y, P, kind, gamma):
     """
     if X.shape[0] == 0 or X.shape[1] == 0 or Y.shape[0] == 0:
         return None
-    csc = _csc_arrays(Y)
+    csc = sparse_columns(Y) if columns is None else columns
     if csc is None:
         return None
     return _column_aggregate(X, csc, P, kind, gamma, with_h=True)
@@ -805,7 +809,7 @@ def separable_grad_tau_aggregate(X, Y, P, kind, gamma, prune=1e-12):
         raise ValueError(f"prune must be a finite number >= 0, got {prune!r}")
     if X.shape[0] == 0 or Y.shape[0] == 0 or X.shape[1] == 0:
         return np.zeros(X.shape, dtype=dt)
-    csc = _csc_arrays(Y)
+    csc = sparse_columns(Y)
     if csc is not None:
         return _column_aggregate(X, csc, P, kind, gamma)
     out = np.zeros(X.shape, dtype=dt)
@@ -937,7 +941,7 @@ def separable_grad_tau_aggregate_csr(X, Y, P, kind, gamma):
     _check_kind_gamma(kind, gamma)
     if X.shape[0] == 0 or X.shape[1] == 0:
         return np.zeros(X.shape, dtype=dt)
-    return _column_aggregate(X, _csc_arrays(Y), P, kind, gamma)
+    return _column_aggregate(X, sparse_columns(Y), P, kind, gamma)
 
 
 # ---------------------------------------------------------------------------
