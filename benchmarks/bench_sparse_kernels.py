@@ -5,7 +5,19 @@ cutoff (``sparse_density_cutoff``: 1 % for ℓ1 and ½ℓ2², 3 % for STVS). Thi
 script measures where the CSR kernels start to win: the regulariser part of
 the cost matrix and the gradient aggregation of 800 x 800 cells, with the
 Kang 2018 harmony cells (9,015 genes, 6.3 % non-zero) thinned to lower
-densities by zeroing random entries.
+densities by zeroing random entries, or made denser by filling random
+zeros with small positive values (all of them: "dense").
+
+The regulariser part of the cost matrix has three kernels too: the dense
+SIMD one over every triple (``C dense``), and the column kernel, which
+evaluates τ only on pairs of non-zeros, for a dense array (``C cols``, used
+below ``TAU_COLUMN_DENSITY``) or a CSR matrix (``C csr``).
+
+The gradient aggregation has three kernels: the dense one, over every
+(row, target, feature) triple; and the column kernel, over the non-zeros of
+the target cloud feature by feature, used below
+``COLUMN_AGGREGATE_DENSITY`` non-zeros, for a dense array (``agg cols``) or
+a CSR matrix (``agg csr``). ``dense/cols`` is their ratio.
 
 Usage::
 
@@ -39,17 +51,29 @@ def main():
     P = np.full((200, Y.shape[0]), 1.0 / Y.shape[0], dtype=np.float32)
     print("800 x 800 cells, 9015 genes, float32; seconds (best of 3)")
     print(
-        f"{'density':>8} {'tau':<5}{'C dense':>9}{'C csr':>9}{'agg dense':>11}"
-        f"{'agg csr':>9}"
+        f"{'density':>8} {'tau':<5}{'C dense':>9}{'C cols':>9}{'C csr':>9}"
+        f"{'dense/cols':>11}{'agg dense':>11}{'agg cols':>10}{'agg csr':>9}"
+        f"{'dense/cols':>11}"
     )
-    for keep in (1.0, 0.5, 0.25, 0.12):
+    for keep in ("dense", 5.0, 2.5, 1.0, 0.5, 0.25, 0.12):
         Ys = Y.copy()
-        Ys.data[rng.random(Ys.nnz) > keep] = 0.0
-        Ys.eliminate_zeros()
         Xs = X.copy()
-        Xs.data[rng.random(Xs.nnz) > keep] = 0.0
-        Xs.eliminate_zeros()
-        Xd, Yd = Xs.toarray(), Ys.toarray()
+        if keep == "dense" or keep > 1:
+            # every zero filled ("dense"), or a fraction of them (keep > 1:
+            # keep x the non-zeros of the cells)
+            fill_x = rng.random(Xs.shape) < (1.0 if keep == "dense" else keep * 0.06)
+            fill_y = rng.random(Ys.shape) < (1.0 if keep == "dense" else keep * 0.06)
+            noise = rng.uniform(0.01, 0.1, Xs.shape).astype(np.float32)
+            Xd = Xs.toarray() + np.where(fill_x, noise, 0).astype(np.float32)
+            Yd = Ys.toarray() + np.where(fill_y[: Ys.shape[0]], noise[: Ys.shape[0]], 0)
+            Yd = Yd.astype(np.float32)
+            Xs, Ys = sp.csr_matrix(Xd), sp.csr_matrix(Yd)
+        else:
+            Ys.data[rng.random(Ys.nnz) > keep] = 0.0
+            Ys.eliminate_zeros()
+            Xs.data[rng.random(Xs.nnz) > keep] = 0.0
+            Xs.eliminate_zeros()
+            Xd, Yd = Xs.toarray(), Ys.toarray()
         density = Ys.nnz / np.prod(Ys.shape)
         for kind, name in ((pw.KIND_L1, "l1"), (pw.KIND_STVS, "stvs")):
             # compile on a tiny problem first
@@ -59,17 +83,27 @@ def main():
             pw.separable_grad_tau_aggregate_csr(
                 Xd[:2], sp.csr_matrix(Yd[:2]), P[:2, :2], kind, 1.0
             )
-            times = (
-                _best(pw.separable_tau_pairwise, Xd, Yd, kind, 1.0),
-                _best(pw.separable_tau_pairwise_csr, Xd, Ys, kind, 1.0),
-                _best(pw.separable_grad_tau_aggregate, Xd[:200], Yd, P, kind, 1.0),
-                _best(pw.separable_grad_tau_aggregate_csr, Xd[:200], Ys, P, kind, 1.0),
+            agg = (Xd[:200], Yd, P, kind, 1.0)
+            cutoffs = pw.COLUMN_AGGREGATE_DENSITY, dict(pw.TAU_COLUMN_DENSITY)
+            # the dense kernels, whatever Y
+            pw.COLUMN_AGGREGATE_DENSITY = 0.0
+            pw.TAU_COLUMN_DENSITY[kind] = 0.0
+            dense_c = _best(pw.separable_tau_pairwise, Xd, Yd, kind, 1.0)
+            dense_agg = _best(pw.separable_grad_tau_aggregate, *agg)
+            # the column kernels, whatever Y
+            pw.COLUMN_AGGREGATE_DENSITY = 1.01
+            pw.TAU_COLUMN_DENSITY[kind] = 1.01
+            column_c = _best(pw.separable_tau_pairwise, Xd, Yd, kind, 1.0)
+            column_agg = _best(pw.separable_grad_tau_aggregate, *agg)
+            pw.COLUMN_AGGREGATE_DENSITY, pw.TAU_COLUMN_DENSITY = cutoffs
+            csr_c = _best(pw.separable_tau_pairwise_csr, Xd, Ys, kind, 1.0)
+            csr_agg = _best(
+                pw.separable_grad_tau_aggregate_csr, Xd[:200], Ys, P, kind, 1.0
             )
             print(
-                f"{density:>8.3%} {name:<5}"
-                + "".join(
-                    f"{t:>{w}.3f}" for t, w in zip(times, (9, 9, 11, 9), strict=True)
-                )
+                f"{density:>8.3%} {name:<5}{dense_c:>9.3f}{column_c:>9.3f}"
+                f"{csr_c:>9.3f}{dense_c / column_c:>11.1f}{dense_agg:>11.3f}"
+                f"{column_agg:>10.3f}{csr_agg:>9.3f}{dense_agg / column_agg:>11.1f}"
             )
 
 

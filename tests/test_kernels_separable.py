@@ -472,6 +472,35 @@ def test_column_aggregate_on_sparse_clouds_equals_naive(kind, dtype):
         np.testing.assert_allclose(G, R, rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_tau_matrix_on_sparse_clouds_equals_naive(kind, dtype):
+    # below TAU_COLUMN_DENSITY only pairs of non-zeros cost a τ evaluation;
+    # the result must be the naive sum, for a dense or a CSR cloud
+    rng = np.random.default_rng(6)
+    X = _sparse_rows(rng, 19, 53, 0.15)
+    Y = _sparse_rows(rng, 23, 53, 0.03)
+    X[2, :] = 0.0
+    Y[3, :] = 0.0
+    Y[5, :4] = [1.5, -2.0, 0.7, 3.0]
+    nz = np.flatnonzero(Y[5])
+    X[0, nz] = Y[5, nz]  # ties with non-zero target coordinates
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    assert np.count_nonzero(Y) < pw.TAU_COLUMN_DENSITY[kind] * Y.size
+    R = ref_pairwise(X, Y, kind, 0.8)
+    rtol = 2e-6 if dtype == np.float32 else 1e-12
+    for C in (
+        pw.separable_tau_pairwise(X, Y, kind, 0.8),
+        pw.separable_tau_pairwise_csr(X, sp.csr_matrix(Y), kind, 0.8),
+    ):
+        assert C.dtype == dtype
+        np.testing.assert_allclose(C, R, rtol=rtol, atol=rtol)
+    # added to a given array, as the cost matrix does
+    out = np.ones((19, 23), dtype=dtype)
+    pw.separable_tau_pairwise(X, Y, kind, 0.8, out=out)
+    np.testing.assert_allclose(out, R + 1.0, rtol=rtol, atol=rtol)
+
+
 @pytest.mark.parametrize("kind", [pw.KIND_L1, pw.KIND_STVS])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_csr_kernels_equal_dense_kernels(kind, dtype):
