@@ -10,7 +10,7 @@ from conftest import expected_failed_checks
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skmonge import EntropicSparseMap
+from skmonge import EntropicSparseMap, EntropicSparseMapCV
 from skmonge.costs import ElasticKOverlap, ElasticL1, TranslationInvariantCost
 
 torch = pytest.importorskip("torch")
@@ -216,6 +216,18 @@ def test_target_dim_runs_on_torch():
         est = EntropicSparseMap(target_dim=4, backend="torch", device="cpu").fit(X, y)
     moved = (np.abs(est.displacement(X[y == 0])) > 1e-8).sum(1).mean()
     assert abs(moved - 4) <= 0.4
+
+
+def test_cv_estimator_refits_on_torch():
+    X, y, X_new = _clouds()
+    search = EntropicSparseMapCV(
+        gammas=[0.3, 1.0], cv=2, random_state=0, backend="torch", device="cpu"
+    ).fit(X, y)
+    numba = EntropicSparseMapCV(gammas=[0.3, 1.0], cv=2, random_state=0).fit(X, y)
+    assert search.gamma_ == numba.gamma_
+    np.testing.assert_allclose(
+        search.transform(X_new), numba.transform(X_new), atol=1e-5
+    )
 
 
 @parametrize_with_checks(
