@@ -166,8 +166,9 @@ class TranslationInvariantCost:
 
     def support_columns(self, Y):
         """What :meth:`grad_h_aggregate` can reuse across calls on the same
-        cloud ``Y`` (its non-zeros by feature, for separable costs on sparse
-        clouds), or None."""
+        cloud ``Y``: its non-zeros by feature for separable costs on sparse
+        clouds, False where ``Y`` is known to be too dense for them, None
+        where the cost has nothing to reuse."""
         return None
 
     def grad_h_aggregate(self, X, Y, P, columns=None):
@@ -360,7 +361,8 @@ class _SeparableElastic(TranslationInvariantCost):
             separable.separable_tau_pairwise(X, Y, self._kind, self.gamma, out=C)
 
     def support_columns(self, Y):
-        return separable.sparse_columns(Y)
+        columns = separable.sparse_columns(Y)
+        return False if columns is None else columns
 
     def _grad_h_aggregate_sparse(self, X, Y, P, columns):
         return separable.separable_grad_h_aggregate_sparse(

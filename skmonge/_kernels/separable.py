@@ -763,7 +763,8 @@ def separable_grad_h_aggregate_sparse(X, Y, P, kind, gamma, columns=None):
     in one pass over the non-zeros of ``Y`` (``_column_aggregate_kernel``).
     For validated inputs of one float dtype (the cost classes' job): ``X``
     and ``P`` dense, ``Y`` dense or CSR; ``columns``: :func:`sparse_columns`
-    of ``Y`` when already computed.
+    of ``Y`` when already computed, False when ``Y`` is known to be too
+    dense (then None is returned at once).
 
     Returns
     -------
@@ -773,7 +774,7 @@ def separable_grad_h_aggregate_sparse(X, Y, P, kind, gamma, columns=None):
     if X.shape[0] == 0 or X.shape[1] == 0 or Y.shape[0] == 0:
         return None
     csc = sparse_columns(Y) if columns is None else columns
-    if csc is None:
+    if csc is None or csc is False:
         return None
     return _column_aggregate(X, csc, P, kind, gamma, with_h=True)
 
