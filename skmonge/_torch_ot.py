@@ -33,6 +33,7 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
 
 from ._epsilon import _SEARCH_MAX_ITER, _SEARCH_TOL, search_epsilon, search_inputs
 from ._progress import Progress
@@ -138,6 +139,7 @@ class TorchBackend:
         verbose=False,
         decay=0.5,
         relaxation=True,
+        warn=False,
     ):
         """Balanced log-domain Sinkhorn on ``C`` with uniform weights.
 
@@ -147,7 +149,9 @@ class TorchBackend:
         (:class:`skmonge.sinkhorn._Relaxation`, fed the error every
         ``_CHECK_EVERY`` iterations; the last steps are plain, so the fixed
         point and the stopping test are those of plain Sinkhorn) are those
-        of :func:`skmonge.sinkhorn.sinkhorn`. Returns a
+        of :func:`skmonge.sinkhorn.sinkhorn`, and so is the
+        :class:`~sklearn.exceptions.ConvergenceWarning` (with ``warn``) when
+        ``tol`` is not reached. Returns a
         :class:`~skmonge.sinkhorn.SinkhornResult` with float64 NumPy
         potentials.
         """
@@ -208,6 +212,14 @@ class TorchBackend:
                 break
         progress.close(n_iter, **{"marginal error": f"{err:.2e}"})
         converged = bool(err <= tol and plain_last and eps_k == schedule[-1])
+        if warn and not converged:
+            warnings.warn(
+                f"Sinkhorn did not converge: marginal error {err:.3e} > "
+                f"tol={tol:.1e} after {n_iter} iterations (epsilon={eps_k:.4g}). "
+                "Increase max_iter, or use a larger epsilon.",
+                ConvergenceWarning,
+                stacklevel=5,
+            )
         return SinkhornResult(
             f=f.cpu().numpy(),
             g=g.cpu().numpy(),

@@ -25,12 +25,10 @@ arrays.
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -327,7 +325,10 @@ class EntropicSparseMap(BaseMonge):
         else:
             C = cost_matrix(cost, X_source, X_target)
         _check_costs_finite(C, "source and target rows of X")
-        epsilon = self._resolve_epsilon(C, epsilon_start)
+        epsilon = self._resolve_epsilon(
+            lambda: C.mean(dtype=np.float64),
+            lambda: perplexity_epsilon(C, self.perplexity, start=epsilon_start)[0],
+        )
         if g_init is not None and np.shape(g_init) != (C.shape[1],):
             g_init = None  # another target sample: no warm start
         result = sinkhorn(
@@ -373,17 +374,10 @@ class EntropicSparseMap(BaseMonge):
         _check_costs_finite(
             C, "source and target rows of X", bool(backend.torch.isfinite(C).all())
         )
-        if self.epsilon is not None:
-            epsilon = float(self.epsilon)
-        elif self.relative_epsilon is not None:
-            epsilon = self.relative_epsilon * float(C.mean(dtype=backend.torch.float64))
-            if not epsilon > 0:
-                raise ValueError(
-                    "The mean cost between source and target is 0 (identical "
-                    "constant samples?); pass an absolute epsilon."
-                )
-        else:
-            epsilon = backend.perplexity_epsilon(C, self.perplexity, epsilon_start)[0]
+        epsilon = self._resolve_epsilon(
+            lambda: float(C.mean(dtype=backend.torch.float64)),
+            lambda: backend.perplexity_epsilon(C, self.perplexity, epsilon_start)[0],
+        )
         if g_init is not None and np.shape(g_init) != (C.shape[1],):
             g_init = None  # another target sample: no warm start
         result = backend.sinkhorn(
@@ -393,21 +387,14 @@ class EntropicSparseMap(BaseMonge):
             max_iter=self.max_iter,
             g_init=g_init,
             verbose=show_progress(self.verbose, C.numel() * X_source.shape[1]),
+            warn=True,
         )
-        if not result.converged:
-            warnings.warn(
-                f"Sinkhorn did not converge: marginal error "
-                f"{result.marginal_error:.3e} > tol={self.tol:.1e} after "
-                f"{result.n_iter} iterations (epsilon={epsilon:.4g}). Increase "
-                "max_iter, or use a larger epsilon.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
         return self._set_fitted(cost, epsilon, X_source, X_target, result)
 
-    def _resolve_epsilon(self, C, start=None):
-        """ε of the fit: absolute, relative to mean(C), or the perplexity rule
-        (its search started near ``start`` when given).
+    def _resolve_epsilon(self, mean_cost, perplexity_rule):
+        """ε of the fit: absolute, relative to ``mean_cost()``, or
+        ``perplexity_rule()`` (the backend's perplexity search, started near
+        the neighbour's ε on a γ path).
 
         The final solve does not warm-start from the perplexity search: its
         loose solves may stop one iteration apart for costs equal up to
@@ -417,14 +404,14 @@ class EntropicSparseMap(BaseMonge):
         if self.epsilon is not None:
             return float(self.epsilon)
         if self.relative_epsilon is not None:
-            epsilon = float(self.relative_epsilon * C.mean(dtype=np.float64))
+            epsilon = float(self.relative_epsilon * mean_cost())
             if not epsilon > 0:
                 raise ValueError(
                     "The mean cost between source and target is 0 (identical "
                     "constant samples?); pass an absolute epsilon."
                 )
             return epsilon
-        return perplexity_epsilon(C, self.perplexity, start=start)[0]
+        return perplexity_rule()
 
     # --------------------------------------------------------------- maps
     def _chunk_rows(self, n_other, n_features, itemsize):

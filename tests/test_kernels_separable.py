@@ -442,6 +442,22 @@ def _sparse_rows(rng, n, d, density):
     return A
 
 
+def _sparse_clouds_with_edge_cases(rng, shape, densities, dtype):
+    """Sparse ``X`` (n x d) and ``Y`` (m x d) with an empty row and an empty
+    feature column in each, and ties x_0t = y_5t != 0 on the support of y_5."""
+    (n, m, d), (density_x, density_y) = shape, densities
+    X = _sparse_rows(rng, n, d, density_x)
+    Y = _sparse_rows(rng, m, d, density_y)
+    X[3, :] = 0.0
+    Y[4, :] = 0.0
+    Y[:, 7] = 0.0
+    X[:, 9] = 0.0
+    Y[5, :4] = [1.5, -2.0, 0.7, 3.0]
+    nz = np.flatnonzero(Y[5])
+    X[0, nz] = Y[5, nz]
+    return X.astype(dtype), Y.astype(dtype)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_column_aggregate_on_sparse_clouds_equals_naive(kind, dtype):
@@ -449,15 +465,7 @@ def test_column_aggregate_on_sparse_clouds_equals_naive(kind, dtype):
     # feature by feature; ties x_it = y_jt != 0, signs, empty rows and
     # columns, and exact zero weights must all come out as the naive sum
     rng = np.random.default_rng(5)
-    X = _sparse_rows(rng, 23, 41, 0.25)
-    Y = _sparse_rows(rng, 17, 41, 0.2)
-    X[3, :] = 0.0
-    Y[4, :] = 0.0
-    Y[:, 7] = 0.0
-    X[:, 9] = 0.0
-    nz = np.flatnonzero(Y[5])
-    X[0, nz] = Y[5, nz]  # ties with a non-zero target coordinate
-    X, Y = X.astype(dtype), Y.astype(dtype)
+    X, Y = _sparse_clouds_with_edge_cases(rng, (23, 17, 41), (0.25, 0.2), dtype)
     assert np.count_nonzero(Y) < pw.COLUMN_AGGREGATE_DENSITY * Y.size
     P = rng.dirichlet(np.ones(17), size=23)
     P[1, :5] = 0.0
@@ -478,14 +486,7 @@ def test_column_tau_matrix_on_sparse_clouds_equals_naive(kind, dtype):
     # below TAU_COLUMN_DENSITY only pairs of non-zeros cost a τ evaluation;
     # the result must be the naive sum, for a dense or a CSR cloud
     rng = np.random.default_rng(6)
-    X = _sparse_rows(rng, 19, 53, 0.15)
-    Y = _sparse_rows(rng, 23, 53, 0.03)
-    X[2, :] = 0.0
-    Y[3, :] = 0.0
-    Y[5, :4] = [1.5, -2.0, 0.7, 3.0]
-    nz = np.flatnonzero(Y[5])
-    X[0, nz] = Y[5, nz]  # ties with non-zero target coordinates
-    X, Y = X.astype(dtype), Y.astype(dtype)
+    X, Y = _sparse_clouds_with_edge_cases(rng, (19, 23, 53), (0.15, 0.03), dtype)
     assert np.count_nonzero(Y) < pw.TAU_COLUMN_DENSITY[kind] * Y.size
     R = ref_pairwise(X, Y, kind, 0.8)
     rtol = 2e-6 if dtype == np.float32 else 1e-12
