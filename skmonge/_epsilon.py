@@ -46,14 +46,17 @@ _MAX_STEPS = 40  # the search stays within spread * 2**[-40, 40]
 
 
 @njit(parallel=True, fastmath=True, cache=True, error_model="numpy")
-def _row_entropy(C, beta, inv_eps, out):
-    r"""Shannon entropy of each row of :math:`\mathrm{softmax}_j(β_j - C_{ij}/ε)`.
+def _row_entropy(C, rows, beta, inv_eps, out):
+    r"""Shannon entropy of the rows ``rows`` of
+    :math:`\mathrm{softmax}_j(β_j - C_{ij}/ε)` (indices into ``C``, so that
+    no copy of the selected rows is made).
 
     With :math:`z_j = β_j - C_{ij}/ε - \max_k(\cdot)` and
     :math:`Z = \sum_j e^{z_j}`: :math:`H_i = \log Z - \sum_j e^{z_j} z_j / Z`.
     """
-    n, m = C.shape
-    for i in prange(n):
+    m = C.shape[1]
+    for r in prange(rows.size):
+        i = rows[r]
         mx = _row_max_logit(C, beta, inv_eps, i)
         total = 0.0
         weighted = 0.0
@@ -71,10 +74,10 @@ def _row_entropy(C, beta, inv_eps, out):
                 if buf[j] > 0.0:
                     total += buf[j]
                     weighted += buf[j] * math.log(buf[j])
-        out[i] = math.log(total) - weighted / total
+        out[r] = math.log(total) - weighted / total
 
 
-def plan_perplexity(C, g, epsilon, b=None):
+def plan_perplexity(C, g, epsilon, b=None, rows=None):
     r"""Perplexity :math:`\exp H(p_{i\cdot})` of each row of the entropic plan.
 
     The row :math:`p_{ij} \propto b_j \exp((g_j - C_{ij})/ε)` depends on the
@@ -88,18 +91,21 @@ def plan_perplexity(C, g, epsilon, b=None):
     epsilon : float
     b : ndarray of shape (m,), default=None
         Target weights (uniform when None); zero weights drop out.
+    rows : ndarray of int, default=None
+        Rows of ``C`` to evaluate (all when None).
 
     Returns
     -------
-    perplexity : ndarray of shape (n,)
+    perplexity : ndarray of shape (n,) or (len(rows),)
         Between 1 (one target point) and the number of target points.
     """
     m = C.shape[1]
     b = np.full(m, 1.0 / m) if b is None else np.asarray(b, dtype=np.float64)
     with np.errstate(divide="ignore"):
         beta = np.asarray(g, dtype=np.float64) / epsilon + np.log(b)
-    out = np.empty(C.shape[0])
-    _row_entropy(C, beta, 1.0 / epsilon, out)
+    rows = np.arange(C.shape[0]) if rows is None else np.asarray(rows, dtype=np.intp)
+    out = np.empty(rows.size)
+    _row_entropy(C, rows, beta, 1.0 / epsilon, out)
     return np.exp(out)
 
 
@@ -151,7 +157,6 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None, start=None)
     target, rows = search_inputs(
         spread, float(np.abs(C).max()), perplexity, n_support, C.shape[0]
     )
-    C_rows = C if rows.size == C.shape[0] else np.ascontiguousarray(C[rows])
 
     def solve(eps, warm):
         f_init, g_init = (None, None) if warm is None else (warm.f, warm.g)
@@ -167,7 +172,7 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None, start=None)
             dtype=dtype,
             warn=False,
         )
-        return res, float(np.median(plan_perplexity(C_rows, res.g, eps, b_arr)))
+        return res, float(np.median(plan_perplexity(C, res.g, eps, b_arr, rows)))
 
     return search_epsilon(solve, spread, target, start)
 

@@ -66,12 +66,13 @@ class TranslationInvariantCost:
     #: whether ``τ`` is identically zero (then the map is the barycentric one)
     is_quadratic = False
 
-    #: density below which a sparse point cloud is kept sparse: its kernels
-    #: then visit only non-zeros, which beats the dense SIMD kernels only for
-    #: very sparse data (benchmarks/bench_sparse_kernels.py, Kang 2018 cells
-    #: thinned: crossovers near 2 % for ℓ1 and 4-5 % for STVS; ½ℓ2², whose
-    #: only pairwise work is a sparse matrix product, is kept at 1 %).
-    #: 0 = always densify.
+    #: density below which a fitted point cloud is stored CSR, whether ``X``
+    #: was sparse or dense: less memory (a float32 non-zero costs 8 bytes in
+    #: CSR, an entry 4 dense), and the kernels lose nothing, since those
+    #: faster on dense rows run on densified blocks of the cloud
+    #: (:func:`skmonge._kernels.separable.dense_row_blocks`). ½ℓ2², whose
+    #: aggregate is a (serial) sparse matrix product, is stored sparse only
+    #: when very sparse. 0 = always dense.
     sparse_density_cutoff = 0.0
     #: Whether τ is γ times a fixed function, so that the cost matrix is
     #: ``Q + γ L`` with ``Q = ½‖x - y‖²`` and ``L`` the ``tau_matrix`` at
@@ -117,16 +118,20 @@ class TranslationInvariantCost:
     def prepare_cloud(self, Y):
         """Storage for a fitted point cloud: CSR if sparse enough, else dense.
 
-        A sparse ``Y`` whose density is below :attr:`sparse_density_cutoff`
-        stays CSR (less memory, faster kernels); anything else is returned as
-        a dense array.
+        A ``Y`` (sparse or dense) with fewer than :attr:`sparse_density_cutoff`
+        non-zeros is returned as CSR, anything else as a dense array; a ``Y``
+        already in its storage format is returned as is.
         """
-        if not sp.issparse(Y):
-            return Y
-        density = Y.nnz / max(1, Y.shape[0] * Y.shape[1])
-        if density < self.sparse_density_cutoff:
+        size = max(1, Y.shape[0] * Y.shape[1])
+        if sp.issparse(Y):
+            if Y.nnz < self.sparse_density_cutoff * size:
+                return sp.csr_matrix(Y)
+            return Y.toarray()
+        if self.sparse_density_cutoff > 0 and (
+            np.count_nonzero(Y) < self.sparse_density_cutoff * size
+        ):
             return sp.csr_matrix(Y)
-        return Y.toarray()
+        return Y
 
     def h(self, Z):
         r"""Cost of a displacement, :math:`h(z) = ½‖z‖² + τ(z)`, row-wise."""
@@ -391,7 +396,7 @@ class ElasticL1(_SeparableElastic):
     """
 
     _kind = separable.KIND_L1
-    sparse_density_cutoff = 0.02
+    sparse_density_cutoff = 0.25
     linear_in_gamma = True
 
     def prox(self, Z):
@@ -438,7 +443,7 @@ class ElasticSTVS(_SeparableElastic):
     """
 
     _kind = separable.KIND_STVS
-    sparse_density_cutoff = 0.04
+    sparse_density_cutoff = 0.25
 
     def prox(self, Z):
         return separable.stvs_prox(as_float_2d(Z), self.gamma)

@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._base import resolve_labels
 from ._progress import Progress, show_progress
-from .costs import SqEuclidean
+from .costs import SqEuclidean, make_cost
 from .entropic import EntropicSparseMap, _check_data_scale
 
 __all__ = ["EntropicSparseMapCV", "SparsityPath", "default_gammas", "sparsity_path"]
@@ -315,20 +315,23 @@ class _LinearCosts:
     For ℓ1 and the squared k-overlap norm, τ is γ times a fixed function:
     :math:`Q = \tfrac12\|x_i - y_j\|^2` and :math:`L = τ_{γ=1}(x_i - y_j)`
     are computed on the first call and each later γ costs one n×m update
-    instead of an O(n m d) kernel. Other costs, and sparse clouds, are
-    computed directly.
+    instead of an O(n m d) kernel. Other costs are computed directly.
+    ``pairwise(function, X_source, X_target)`` evaluates a pairwise kernel
+    on all source rows (:meth:`EntropicSparseMap._pairwise_matrix`, which
+    densifies sparse source rows by chunks).
     """
 
-    def __init__(self):
+    def __init__(self, pairwise):
+        self.pairwise = pairwise
         self.parts = None
 
     def __call__(self, cost, X_source, X_target):
-        if not cost.linear_in_gamma or sp.issparse(X_source) or sp.issparse(X_target):
-            return cost.cost_matrix(X_source, X_target)
+        if not cost.linear_in_gamma:
+            return self.pairwise(cost.cost_matrix, X_source, X_target)
         if self.parts is None:
             unit = type(cost)(**{**cost._params(), "gamma": 1.0})
-            quadratic = SqEuclidean().cost_matrix(X_source, X_target)
-            self.parts = (quadratic, unit.tau_matrix(X_source, X_target))
+            quadratic = self.pairwise(SqEuclidean().cost_matrix, X_source, X_target)
+            self.parts = (quadratic, self.pairwise(unit.tau_matrix, X_source, X_target))
         quadratic, linear = self.parts
         C = linear * linear.dtype.type(cost.gamma)
         C += quadratic
@@ -369,7 +372,15 @@ class _PathFits:
             for name, value in vars(self.base).items()
             if name.endswith("_") and not name.startswith("_")
         }
-        self.costs = _LinearCosts()
+        self.costs = _LinearCosts(self.base._pairwise_matrix)
+        # the fits store the samples in the cost's format (CSR where sparse
+        # enough); the cost parts are computed from the samples as split
+        cost = make_cost(self.base.cost, gamma=self.base.gamma, k=self.base.k)
+        self.stored = (
+            cost.prepare_cloud(self.X_source),
+            cost.prepare_cloud(self.X_target),
+        )
+        self.columns = None  # support_columns of the target sample, found once
         self.atol = atol
         if X_eval is None:
             self.eval_index = _evaluation_index(self.X_source.shape[0])
@@ -392,7 +403,11 @@ class _PathFits:
                 "g_init": neighbour.potential_target_,
                 "epsilon_start": neighbour.epsilon_,
             }
-        est._fit_clouds(self.X_source, self.X_target, cost_matrix=self.costs, **warm)
+        est._fit_clouds(
+            *self.stored,
+            cost_matrix=lambda cost: self.costs(cost, self.X_source, self.X_target),
+            **warm,
+        )
         est.verbose = self.verbose  # the template's setting, for later calls
         if self.X_eval is not None:
             delta = est.displacement(self.X_eval)
@@ -412,7 +427,9 @@ class _PathFits:
         rows = rows.astype(dtype, copy=False)
         target = est.target_.astype(dtype, copy=False)
         out = np.empty(rows.shape, dtype=est.source_.dtype)
-        columns = est.cost_.support_columns(target)
+        if self.columns is None:
+            self.columns = est.cost_.support_columns(target)
+        columns = self.columns
         step = est._chunk_rows(target.shape[0], rows.shape[1], dtype.itemsize)
         for start in range(0, rows.shape[0], step):
             chunk = slice(start, start + step)

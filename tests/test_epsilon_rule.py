@@ -33,6 +33,11 @@ def test_plan_perplexity_matches_a_hand_computation():
     # bounds: one point at tiny ε, all m points for a flat row
     assert plan_perplexity(C, np.zeros(C.shape[1]), 1e-6).min() == pytest.approx(1.0)
     flat = plan_perplexity(np.zeros((3, 50)), np.zeros(50), 1.0)
+    # selected rows are the same rows of the full evaluation, in their order
+    rows = np.array([4, 0, 2, 2])
+    np.testing.assert_array_equal(
+        plan_perplexity(C, g, eps, b, rows=rows), plan_perplexity(C, g, eps, b)[rows]
+    )
     np.testing.assert_allclose(flat, 50.0)
 
 

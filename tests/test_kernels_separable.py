@@ -530,6 +530,34 @@ def test_csr_kernels_equal_dense_kernels(kind, dtype):
     )
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_csr_cloud_in_dense_blocks_equals_naive(kind, dtype, monkeypatch):
+    # A CSR cloud above TAU_COLUMN_DENSITY goes through the dense kernels on
+    # densified blocks of its rows; blocks of 3 rows (budget of 3 rows of
+    # 53 features) cover 23 rows unevenly, so a misplaced block shows
+    rng = np.random.default_rng(13)
+    X, Y = _sparse_clouds_with_edge_cases(rng, (19, 23, 53), (0.5, 0.45), dtype)
+    Ys = sp.csr_matrix(Y)
+    assert Ys.nnz >= pw.TAU_COLUMN_DENSITY[kind] * Y.size
+    itemsize = np.dtype(dtype).itemsize
+    monkeypatch.setattr(pw, "_DENSE_BLOCK_BYTES", 3 * 53 * itemsize)
+    blocks = list(pw.dense_row_blocks(Ys, dtype))
+    assert [b.shape[0] for _, b in blocks] == [3] * 7 + [2]
+    np.testing.assert_array_equal(np.vstack([b for _, b in blocks]), Y)
+    rtol = 2e-6 if dtype == np.float32 else 1e-12
+    out = np.ones((19, 23), dtype=dtype)
+    pw.separable_tau_pairwise_csr(X, Ys, kind, 0.8, out=out)
+    np.testing.assert_allclose(
+        out, ref_pairwise(X, Y, kind, 0.8) + 1.0, rtol=rtol, atol=rtol
+    )
+    diff = X.astype(np.float64)[:, None, :] - Y.astype(np.float64)[None, :, :]
+    Q = 0.5 * np.einsum("ijk,ijk->ij", diff, diff)
+    half = pw.sqeuclidean_half(X, Ys)
+    assert half.dtype == dtype and half.flags.c_contiguous
+    np.testing.assert_allclose(half, Q, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
 def test_csr_kernels_handle_duplicates_without_touching_the_input():
     rng = np.random.default_rng(12)
     X = _sparse_rows(rng, 4, 10, 0.5)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
 from skmonge import EntropicSparseMap, NeuralSparseMap, sparsity_path
@@ -249,13 +250,38 @@ def test_path_cost_reuse_equals_the_direct_cost_matrix(cost):
 
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(30, 6)), rng.normal(size=(25, 6)) + 0.5
-    costs = _LinearCosts()
-    for gamma in (3.0, 0.7, 0.01):
-        c = make_cost(cost, gamma=gamma, k=2)
-        direct = c.cost_matrix(X, Y)
-        np.testing.assert_allclose(costs(c, X, Y), direct, rtol=1e-12, atol=1e-12)
-    # ℓ1 and k-overlap reuse their parts; STVS is not linear in γ
-    assert (costs.parts is not None) == (cost != "elastic_stvs")
+    X[rng.random(X.shape) < 0.6] = 0.0
+    Y[rng.random(Y.shape) < 0.6] = 0.0
+    # sparse samples (a path on CSR input): source rows densified by chunks
+    for X_in, Y_in in ((X, Y), (sp.csr_matrix(X), sp.csr_matrix(Y))):
+        costs = _LinearCosts(EntropicSparseMap(chunk_size=7)._pairwise_matrix)
+        for gamma in (3.0, 0.7, 0.01):
+            c = make_cost(cost, gamma=gamma, k=2)
+            direct = c.cost_matrix(X, Y)
+            np.testing.assert_allclose(
+                costs(c, X_in, Y_in), direct, rtol=1e-12, atol=1e-12
+            )
+        # ℓ1 and k-overlap reuse their parts; STVS is not linear in γ
+        assert (costs.parts is not None) == (cost != "elastic_stvs")
+
+
+def test_path_and_target_dim_on_very_sparse_input():
+    # CSR input sparse enough to be stored CSR: the path computes its cost
+    # parts from chunks of densified source rows, and fits like dense input
+    rng = np.random.default_rng(3)
+    X = np.abs(rng.normal(size=(80, 300))) * (rng.random((80, 300)) < 0.01)
+    X[40:, :5] += 2.0
+    y = np.repeat([0, 1], 40)
+    path_sparse = sparsity_path(sp.csr_matrix(X), y, n_gammas=3)
+    path_dense = sparsity_path(X, y, n_gammas=3)
+    np.testing.assert_allclose(path_sparse.gammas, path_dense.gammas)
+    np.testing.assert_allclose(
+        path_sparse.moved_fraction, path_dense.moved_fraction, atol=1e-12
+    )
+    fitted = sparsity_path(
+        sp.csr_matrix(X), y, n_gammas=2, return_estimators=True
+    ).estimators
+    assert all(sp.issparse(est.target_) for est in fitted)
 
 
 def test_evaluated_cells_are_evenly_spaced_and_capped():

@@ -73,10 +73,20 @@ def test_storage_follows_density():
     np.testing.assert_allclose(
         very_sparse.transform(X), dense_fit.transform(X), rtol=1e-10, atol=1e-12
     )
-    X2, y2 = _sparse_data()  # ~40 % dense
-    assert isinstance(
-        EntropicSparseMap().fit(sp.csr_matrix(X2), y2).source_, np.ndarray
+    # dense input is stored CSR too below the cutoff (less memory), with the
+    # same maps as dense storage up to rounding
+    from_dense = EntropicSparseMap(gamma=0.3).fit(X, y)
+    assert sp.issparse(from_dense.source_) and sp.issparse(from_dense.target_)
+    forced_dense = make_cost("elastic_l1", gamma=0.3)
+    forced_dense.sparse_density_cutoff = 0.0
+    dense_storage = EntropicSparseMap(cost=forced_dense).fit(X, y)
+    assert isinstance(dense_storage.target_, np.ndarray)
+    np.testing.assert_allclose(
+        from_dense.transform(X), dense_storage.transform(X), rtol=1e-10, atol=1e-12
     )
+    X2, y2 = _sparse_data()  # ~40 % dense
+    for X_in in (X2, sp.csr_matrix(X2)):
+        assert isinstance(EntropicSparseMap().fit(X_in, y2).source_, np.ndarray)
 
 
 @pytest.mark.parametrize(
@@ -191,9 +201,11 @@ def test_default_chunks_bound_the_densified_rows(monkeypatch):
     y = np.repeat([0, 1], 25)
     est = EntropicSparseMap(gamma=0.1).fit(X, y)
     new = sp.random(2000, 3000, density=0.01, random_state=rng, format="csr")
+    assert sp.issparse(est.target_)  # 2 % dense: stored CSR
     spy = _ToarraySpy(monkeypatch)
     est.transform(new)
-    assert spy.rows == [926, 926, 148]
+    # the 25 fitted target rows are densified by blocks for the dense kernels
+    assert [rows for rows in spy.rows if rows != 25] == [926, 926, 148]
 
 
 def test_cross_validation_on_sparse_matches_dense():

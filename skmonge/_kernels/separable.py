@@ -552,8 +552,11 @@ def sqeuclidean_half(X, Y):
         half = dt.type(0.5)
         xx = half * np.einsum("ij,ij->i", X, X)
         yy = half * np.asarray(Y.multiply(Y).sum(axis=1), dtype=dt).ravel()
-        # (Y X^T)^T: sparse times dense, no densified copy of Y
-        C = np.ascontiguousarray((Y @ X.T).T, dtype=dt)
+        # BLAS on dense blocks of Y rows: scipy's sparse product is serial
+        # and slower than the GEMM whenever Y is not very sparse
+        C = np.empty((X.shape[0], Y.shape[0]), dtype=dt)
+        for rows, block in dense_row_blocks(Y, dt):
+            C[:, rows] = X @ block.T
     else:
         dt = common_float_dtype(X, Y)
         X = as_float_2d(X, "X", dt)
@@ -635,6 +638,24 @@ def _check_out(out, shape, dtype):
             f"of shape {shape}."
         )
     return out
+
+
+# Bytes of one densified block of a sparse cloud's rows (dense_row_blocks)
+_DENSE_BLOCK_BYTES = 32 * 2**20
+
+
+def dense_row_blocks(Y, dtype):
+    """``(slice, dense rows)`` blocks covering the rows of the sparse ``Y``.
+
+    Kernels that are faster on dense rows than on non-zeros (BLAS, the SIMD
+    pairwise kernels) run on blocks of at most ``_DENSE_BLOCK_BYTES``, so a
+    cloud stored sparse (for memory) costs them no more than a dense one.
+    """
+    m, d = Y.shape
+    step = max(1, min(m, _DENSE_BLOCK_BYTES // max(1, d * np.dtype(dtype).itemsize)))
+    for start in range(0, m, step):
+        rows = slice(start, min(m, start + step))
+        yield rows, np.ascontiguousarray(Y[rows].toarray(), dtype=dtype)
 
 
 # Below this fraction of non-zeros in a dense target cloud, the regulariser
@@ -921,7 +942,9 @@ def separable_tau_pairwise_csr(X, Y, kind, gamma, out=None):
                 \big[τ(x_t - y_t) - τ(x_t) - τ(y_t)\big]
 
     (exact because τ is even with τ(0) = 0), so each pair costs
-    ``nnz(y_j)`` operations instead of ``d``.
+    ``nnz(y_j)`` operations instead of ``d``. That pays below
+    ``TAU_COLUMN_DENSITY`` non-zeros; a denser ``Y`` goes through the dense
+    kernel on blocks of densified rows (:func:`dense_row_blocks`).
 
     Parameters
     ----------
@@ -944,7 +967,14 @@ def separable_tau_pairwise_csr(X, Y, kind, gamma, out=None):
     out = _check_out(out, (X.shape[0], Y.shape[0]), dt)
     if X.shape[0] == 0 or Y.shape[0] == 0 or X.shape[1] == 0:
         return out
-    return _tau_pairwise_columns(X, sparse_columns(Y), Y.shape[0], kind, gamma, out)
+    if Y.nnz < TAU_COLUMN_DENSITY[kind] * Y.shape[0] * Y.shape[1]:
+        return _tau_pairwise_columns(X, sparse_columns(Y), Y.shape[0], kind, gamma, out)
+    # denser clouds: the dense SIMD kernel on dense blocks of Y rows
+    for rows, block in dense_row_blocks(Y, dt):
+        part = np.zeros((X.shape[0], block.shape[0]), dtype=dt)
+        separable_tau_pairwise(X, block, kind, gamma, out=part)
+        out[:, rows] += part
+    return out
 
 
 def separable_grad_tau_aggregate_csr(X, Y, P, kind, gamma):
