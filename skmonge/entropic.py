@@ -16,10 +16,11 @@ and its displacement is exactly zero on the coordinates that ``prox_τ``
 thresholds.
 
 Sparse input (``scipy.sparse``, e.g. ``adata.X``) is accepted by ``fit`` and by
-every map method. Very sparse fitted clouds (``source_``, ``target_``) stay
-CSR and the separable cost kernels visit only their non-zeros; the map methods
-densify new points one chunk of ``chunk_size`` rows at a time and return dense
-arrays.
+every map method. Fitted clouds (``source_``, ``target_``) with few
+non-zeros are stored CSR, whether ``X`` was sparse or dense; the separable
+cost kernels visit only their non-zeros where that is faster, and run on
+densified blocks of rows otherwise. The map methods densify new points one
+chunk of ``chunk_size`` rows at a time and return dense arrays.
 """
 
 from __future__ import annotations
