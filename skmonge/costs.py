@@ -35,6 +35,11 @@ __all__ = [
 ]
 
 
+# Largest dense copy of a sparse fitted cloud that map evaluation makes once
+# per call (cost_operand) rather than densifying it for every chunk of rows.
+_DENSE_OPERAND_BYTES = 2**30
+
+
 def _dense_rows_and_cloud(X, Y):
     """Dense rows ``X`` and a dense or CSR cloud ``Y`` in their common dtype."""
     if sp.issparse(Y):
@@ -159,15 +164,42 @@ class TranslationInvariantCost:
         only visit the non-zeros of each ``y_j``.
         """
         X, Y, dtype = _dense_rows_and_cloud(X, Y)
-        C = separable.sqeuclidean_half(X, Y)
+        # validated once here, not again in each kernel (a pass over Y each)
+        C = separable.sqeuclidean_half(X, Y, check_input=False)
         if not self.is_quadratic:
             self._add_tau_matrix(X, Y, C)
         return C
 
     def _add_tau_matrix(self, X, Y, C):
-        """``C += [τ(x_i - y_j)]_{ij}``; costs whose kernels add in place
-        override it so that no second n×m array is allocated."""
+        """``C += [τ(x_i - y_j)]_{ij}`` for inputs validated by
+        :meth:`cost_matrix`; costs whose kernels add in place override it so
+        that no second n×m array is allocated."""
         C += self.tau_matrix(X, Y)
+
+    def cost_operand(self, Y, max_bytes=None):
+        """``Y`` in the form :meth:`cost_matrix` evaluates fastest, for callers
+        that evaluate many chunks of rows against the same cloud.
+
+        The kernels run on dense blocks of a CSR cloud wherever dense rows
+        are faster (:meth:`_densifies`), which for every chunk means
+        densifying the whole cloud again; such a cloud is densified once
+        here instead, when its dense form takes at most 1 GiB
+        (``_DENSE_OPERAND_BYTES``), or ``max_bytes`` where that is more (a
+        caller that holds an n×m matrix anyway). Anything else is returned
+        as is.
+        """
+        if not sp.issparse(Y) or not self._densifies(Y):
+            return Y
+        max_bytes = max(_DENSE_OPERAND_BYTES, max_bytes or 0)
+        itemsize = np.result_type(Y.dtype, np.float32).itemsize
+        if Y.shape[0] * Y.shape[1] * itemsize > max_bytes:
+            return Y
+        return Y.toarray()
+
+    def _densifies(self, Y):
+        """Whether :meth:`cost_matrix` runs on dense blocks of the sparse ``Y``
+        (BLAS does for the quadratic part, and a non-separable τ densifies)."""
+        return True
 
     def support_columns(self, Y):
         """What :meth:`grad_h_aggregate` can reuse across calls on the same
@@ -363,11 +395,18 @@ class _SeparableElastic(TranslationInvariantCost):
         if sp.issparse(Y):
             separable.separable_tau_pairwise_csr(X, Y, self._kind, self.gamma, out=C)
         else:
-            separable.separable_tau_pairwise(X, Y, self._kind, self.gamma, out=C)
+            separable.separable_tau_pairwise(
+                X, Y, self._kind, self.gamma, out=C, check_input=False
+            )
 
     def support_columns(self, Y):
         columns = separable.sparse_columns(Y)
         return False if columns is None else columns
+
+    def _densifies(self, Y):
+        # the regulariser's kernel visits the non-zeros of very sparse clouds
+        density = Y.nnz / max(1, Y.shape[0] * Y.shape[1])
+        return density >= separable.TAU_COLUMN_DENSITY[self._kind]
 
     def _grad_h_aggregate_sparse(self, X, Y, P, columns):
         return separable.separable_grad_h_aggregate_sparse(

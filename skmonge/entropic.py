@@ -435,19 +435,27 @@ class EntropicSparseMap(BaseMonge):
 
     def _fit_cost_matrix(self, cost, X_source, X_target):
         """Source x target cost matrix (:meth:`_pairwise_matrix`)."""
-        return self._pairwise_matrix(cost.cost_matrix, X_source, X_target)
+        return self._pairwise_matrix(
+            cost.cost_matrix, X_source, X_target, cost.cost_operand
+        )
 
-    def _pairwise_matrix(self, pairwise, X_source, X_target):
+    def _pairwise_matrix(self, pairwise, X_source, X_target, operand=None):
         """``pairwise(rows, X_target)`` for all source rows, by chunks of
         densified rows when ``X_source`` is sparse.
 
-        The target cloud stays as given (dense or CSR): with CSR the
-        separable kernels only visit its non-zeros.
+        ``operand`` (the cost's
+        :meth:`~skmonge.costs.TranslationInvariantCost.cost_operand`)
+        densifies a CSR target cloud once, up to the size of the matrix
+        itself, where the kernels would otherwise densify it for every
+        chunk; with very few non-zeros it stays CSR, and the separable
+        kernels visit only its non-zeros.
         """
         if not sp.issparse(X_source):
             return pairwise(X_source, X_target)
         dtype = np.result_type(X_source.dtype, X_target.dtype)
         n = X_source.shape[0]
+        if operand is not None:
+            X_target = operand(X_target, n * X_target.shape[0] * dtype.itemsize)
         C = np.empty((n, X_target.shape[0]), dtype=dtype)
         step = self._chunk_rows(X_target.shape[0], X_source.shape[1], dtype.itemsize)
         for start in range(0, n, step):
@@ -484,9 +492,12 @@ class EntropicSparseMap(BaseMonge):
             self.verbose, X.shape[0] * support.shape[0] * X.shape[1]
         )
         backend = columns = None
+        cost_support = support
         if self.backend == "numba":
-            # the cloud's non-zeros by feature, found once for all chunks
+            # found once for all chunks: the cloud's non-zeros by feature for
+            # the aggregate, and the cloud as the cost kernels run fastest
             columns = self.cost_.support_columns(support)
+            cost_support = self.cost_.cost_operand(support)
         else:
             # the fitted cloud and potential go to the device once per call
             backend = self._torch_backend(dtype)
@@ -502,6 +513,7 @@ class EntropicSparseMap(BaseMonge):
                 displacement=displacement,
                 backend=backend,
                 columns=columns,
+                cost_support=cost_support,
             )
         return out
 
@@ -515,6 +527,7 @@ class EntropicSparseMap(BaseMonge):
         displacement=False,
         backend=None,
         columns=None,
+        cost_support=None,
     ):
         """The entropic map (or displacement) of dense ``rows``, in ``out_dtype``.
 
@@ -522,8 +535,9 @@ class EntropicSparseMap(BaseMonge):
         given (:func:`skmonge.sparsity_path` holds them for training rows).
         With a torch ``backend`` (:class:`skmonge._torch_ot.TorchBackend`),
         ``support`` and ``potential`` are its tensors and the map runs there;
-        ``columns`` is the cost's ``support_columns(support)``, found once
-        per call by :meth:`_entropic_map`.
+        ``columns`` is the cost's ``support_columns(support)`` and
+        ``cost_support`` its ``cost_operand(support)`` (``support`` when
+        None), found once per call by :meth:`_entropic_map`.
         """
         cost = self.cost_
         if backend is not None:
@@ -535,7 +549,9 @@ class EntropicSparseMap(BaseMonge):
             mapped = mapped.cpu().numpy()
         else:
             if C is None:
-                C = cost.cost_matrix(rows, support)
+                C = cost.cost_matrix(
+                    rows, support if cost_support is None else cost_support
+                )
                 _check_costs_finite(C, "rows of X and the fitted points")
             P, _ = gibbs_weights(C, potential, self.epsilon_)
             grad = cost.grad_h_aggregate(

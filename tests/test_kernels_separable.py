@@ -608,3 +608,23 @@ def test_tau_pairwise_adds_into_out_in_place(dtype, kind):
     ):
         with pytest.raises(ValueError, match="out must be"):
             separable_tau_pairwise(X, Y, kind, 0.6, out=bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unchecked_kernels_equal_checked_ones(dtype):
+    # check_input=False (the cost classes, after validating once) must give
+    # what the validating entry points give on the same valid inputs
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(9, 50)).astype(dtype)
+    Y = rng.normal(size=(11, 50)).astype(dtype)
+    Y[rng.random(Y.shape) < 0.7] = 0.0
+    for cloud in (Y, sp.csr_matrix(Y)):
+        checked = pw.sqeuclidean_half(X, cloud)
+        unchecked = pw.sqeuclidean_half(X, cloud, check_input=False)
+        assert unchecked.dtype == dtype
+        np.testing.assert_array_equal(unchecked, checked)
+    for kind in (pw.KIND_L1, pw.KIND_STVS):
+        checked = pw.separable_tau_pairwise(X, Y, kind, 0.7)
+        out = np.zeros((9, 11), dtype=dtype)
+        pw.separable_tau_pairwise(X, Y, kind, 0.7, out=out, check_input=False)
+        np.testing.assert_array_equal(out, checked)

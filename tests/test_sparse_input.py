@@ -230,3 +230,62 @@ def test_sparse_dataframe_keeps_gene_names():
     with pytest.warns(UserWarning, match="valid feature names"):
         as_coo = est.transform(Xc.sparse.to_coo())
     np.testing.assert_array_equal(est.transform(Xc), as_coo)
+
+
+@pytest.mark.parametrize(
+    "cost, density, densified",
+    [
+        ("elastic_l1", 0.10, True),  # above l1's 4 %: dense SIMD kernel
+        ("elastic_l1", 0.02, False),  # below: the kernel visits non-zeros
+        ("elastic_stvs", 0.10, False),  # STVS visits non-zeros up to 20 %
+        ("sqeuclidean", 0.02, True),  # BLAS always runs on dense rows
+    ],
+)
+def test_cost_operand_densifies_where_the_kernels_would(cost, density, densified):
+    rng = np.random.default_rng(10)
+    Y = sp.random(40, 300, density=density, random_state=rng, format="csr") * 3.0
+    X = rng.normal(size=(7, 300))
+    c = make_cost(cost, gamma=0.5)
+    operand = c.cost_operand(Y)
+    assert sp.issparse(operand) != densified
+    if densified:
+        np.testing.assert_array_equal(operand, Y.toarray())
+    else:
+        assert operand is Y
+    np.testing.assert_allclose(
+        c.cost_matrix(X, operand), c.cost_matrix(X, Y), rtol=1e-12, atol=1e-12
+    )
+    dense = Y.toarray()
+    assert c.cost_operand(dense) is dense
+
+
+def test_cost_operand_respects_its_memory_budget(monkeypatch):
+    import skmonge.costs as costs
+
+    Y = sp.random(40, 300, density=0.1, random_state=0, format="csr")
+    c = make_cost("elastic_l1")
+    monkeypatch.setattr(costs, "_DENSE_OPERAND_BYTES", 40 * 300 * 8 - 1)
+    assert c.cost_operand(Y) is Y  # one byte too large
+    # a caller holding a larger matrix anyway may allow more
+    assert not sp.issparse(c.cost_operand(Y, max_bytes=40 * 300 * 8))
+
+
+def test_csr_cloud_is_densified_once_per_call(monkeypatch):
+    # 10 % non-zeros: the fitted target is stored CSR (below 25 %) but is
+    # dense enough (above 4 %) for the l1 kernels to run on dense rows, so
+    # fit and transform densify it once each, not once per chunk of rows.
+    rng = np.random.default_rng(11)
+    X = sp.random(60, 500, density=0.1, random_state=rng, format="csr") * 3.0
+    y = np.repeat([0, 1], 30)
+    new = sp.random(100, 500, density=0.1, random_state=rng, format="csr") * 3.0
+    reference = EntropicSparseMap(gamma=0.1).fit(X.toarray(), y)
+    spy = _ToarraySpy(monkeypatch)
+    est = EntropicSparseMap(gamma=0.1, chunk_size=8).fit(X, y)
+    assert sp.issparse(est.target_)
+    assert spy.rows.count(30) == 1, spy.rows  # 30 target rows, once
+    assert [rows for rows in spy.rows if rows != 30] == [8, 8, 8, 6]
+    spy.rows.clear()
+    out = est.transform(new)
+    assert spy.rows.count(30) == 1, spy.rows
+    assert [rows for rows in spy.rows if rows != 30] == [8] * 12 + [4]
+    np.testing.assert_allclose(out, reference.transform(new), rtol=1e-10, atol=1e-10)

@@ -527,7 +527,7 @@ def separable_grad_tau(Z, kind, gamma):
     return out
 
 
-def sqeuclidean_half(X, Y):
+def sqeuclidean_half(X, Y, check_input=True):
     """Half squared Euclidean distances ``C_ij = 1/2 ||x_i - y_j||^2``.
 
     Computed with BLAS as ``1/2 ||x_i||^2 + 1/2 ||y_j||^2 - <x_i, y_j>`` and
@@ -539,16 +539,22 @@ def sqeuclidean_half(X, Y):
     ----------
     X : array-like of shape (n, d)
     Y : array-like or sparse matrix of shape (m, d)
+    check_input : bool, default=True
+        Validate and coerce ``X`` and ``Y``. ``False`` is for callers that
+        already have (the cost classes): C-contiguous finite ``X`` and ``Y``
+        (or CSR ``Y``) of one float dtype and the same width.
 
     Returns
     -------
     ndarray of shape (n, m), common float dtype of X and Y.
     """
     if sp.issparse(Y):
-        dt = common_float_dtype(X, Y.data)
-        X = as_float_2d(X, "X", dt)
-        Y = sp.csr_matrix(Y, dtype=dt)
-        _check_same_d(X, Y)
+        if check_input:
+            dt = common_float_dtype(X, Y.data)
+            X = as_float_2d(X, "X", dt)
+            Y = sp.csr_matrix(Y, dtype=dt)
+            _check_same_d(X, Y)
+        dt = X.dtype
         half = dt.type(0.5)
         xx = half * np.einsum("ij,ij->i", X, X)
         yy = half * np.asarray(Y.multiply(Y).sum(axis=1), dtype=dt).ravel()
@@ -558,10 +564,12 @@ def sqeuclidean_half(X, Y):
         for rows, block in dense_row_blocks(Y, dt):
             C[:, rows] = X @ block.T
     else:
-        dt = common_float_dtype(X, Y)
-        X = as_float_2d(X, "X", dt)
-        Y = as_float_2d(Y, "Y", dt)
-        _check_same_d(X, Y)
+        if check_input:
+            dt = common_float_dtype(X, Y)
+            X = as_float_2d(X, "X", dt)
+            Y = as_float_2d(Y, "Y", dt)
+            _check_same_d(X, Y)
+        dt = X.dtype
         half = dt.type(0.5)
         xx = half * np.einsum("ij,ij->i", X, X)
         yy = half * np.einsum("ij,ij->i", Y, Y)
@@ -573,7 +581,7 @@ def sqeuclidean_half(X, Y):
     return C
 
 
-def separable_tau_pairwise(X, Y, kind, gamma, out=None):
+def separable_tau_pairwise(X, Y, kind, gamma, out=None, check_input=True):
     """Pairwise regulariser ``C_ij = sum_t tau_1(x_it - y_jt)``.
 
     Parallel over blocks of 32 rows of ``X``, blocked over features. Sums run
@@ -597,16 +605,20 @@ def separable_tau_pairwise(X, Y, kind, gamma, out=None):
         C-contiguous array of the common float dtype to *add* the regulariser
         to (the cost matrix adds it to its quadratic part in place, so that
         only one n x m array is allocated); ``None`` allocates zeros.
+    check_input : bool, default=True
+        Validate and coerce ``X`` and ``Y``, as in :func:`sqeuclidean_half`.
 
     Returns
     -------
     ndarray of shape (n, m), common float dtype of X and Y (``out`` when
     given).
     """
-    dt = common_float_dtype(X, Y)
-    X = as_float_2d(X, "X", dt)
-    Y = as_float_2d(Y, "Y", dt)
-    _check_same_d(X, Y)
+    if check_input:
+        dt = common_float_dtype(X, Y)
+        X = as_float_2d(X, "X", dt)
+        Y = as_float_2d(Y, "Y", dt)
+        _check_same_d(X, Y)
+    dt = X.dtype
     _check_kind_gamma(kind, gamma)
     out = _check_out(out, (X.shape[0], Y.shape[0]), dt)
     if X.shape[0] == 0 or Y.shape[0] == 0:
@@ -972,7 +984,7 @@ def separable_tau_pairwise_csr(X, Y, kind, gamma, out=None):
     # denser clouds: the dense SIMD kernel on dense blocks of Y rows
     for rows, block in dense_row_blocks(Y, dt):
         part = np.zeros((X.shape[0], block.shape[0]), dtype=dt)
-        separable_tau_pairwise(X, block, kind, gamma, out=part)
+        separable_tau_pairwise(X, block, kind, gamma, out=part, check_input=False)
         out[:, rows] += part
     return out
 
