@@ -527,6 +527,17 @@ def separable_grad_tau(Z, kind, gamma):
     return out
 
 
+def _dense_pair(X, Y, check_input):
+    """Dense ``X`` and ``Y`` validated and coerced to their common float
+    dtype, or as given when ``check_input`` is False (already validated)."""
+    if not check_input:
+        return X, Y
+    dt = common_float_dtype(X, Y)
+    X, Y = as_float_2d(X, "X", dt), as_float_2d(Y, "Y", dt)
+    _check_same_d(X, Y)
+    return X, Y
+
+
 def sqeuclidean_half(X, Y, check_input=True):
     """Half squared Euclidean distances ``C_ij = 1/2 ||x_i - y_j||^2``.
 
@@ -564,11 +575,7 @@ def sqeuclidean_half(X, Y, check_input=True):
         for rows, block in dense_row_blocks(Y, dt):
             C[:, rows] = X @ block.T
     else:
-        if check_input:
-            dt = common_float_dtype(X, Y)
-            X = as_float_2d(X, "X", dt)
-            Y = as_float_2d(Y, "Y", dt)
-            _check_same_d(X, Y)
+        X, Y = _dense_pair(X, Y, check_input)
         dt = X.dtype
         half = dt.type(0.5)
         xx = half * np.einsum("ij,ij->i", X, X)
@@ -613,11 +620,7 @@ def separable_tau_pairwise(X, Y, kind, gamma, out=None, check_input=True):
     ndarray of shape (n, m), common float dtype of X and Y (``out`` when
     given).
     """
-    if check_input:
-        dt = common_float_dtype(X, Y)
-        X = as_float_2d(X, "X", dt)
-        Y = as_float_2d(Y, "Y", dt)
-        _check_same_d(X, Y)
+    X, Y = _dense_pair(X, Y, check_input)
     dt = X.dtype
     _check_kind_gamma(kind, gamma)
     out = _check_out(out, (X.shape[0], Y.shape[0]), dt)
