@@ -41,12 +41,20 @@ _DENSE_OPERAND_BYTES = 2**30
 
 
 def _dense_rows_and_cloud(X, Y):
-    """Dense rows ``X`` and a dense or CSR cloud ``Y`` in their common dtype."""
+    """Dense rows ``X`` and a dense or CSR cloud ``Y`` in their common dtype,
+    of the same width."""
     if sp.issparse(Y):
         dtype = common_float_dtype(X, Y.data)
-        return as_float_2d(X, "X", dtype), sp.csr_matrix(Y, dtype=dtype), dtype
-    dtype = common_float_dtype(X, Y)
-    return as_float_2d(X, "X", dtype), as_float_2d(Y, "Y", dtype), dtype
+        X, Y = as_float_2d(X, "X", dtype), sp.csr_matrix(Y, dtype=dtype)
+    else:
+        dtype = common_float_dtype(X, Y)
+        X, Y = as_float_2d(X, "X", dtype), as_float_2d(Y, "Y", dtype)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"X and Y must have the same number of features, got {X.shape[1]} "
+            f"and {Y.shape[1]}."
+        )
+    return X, Y, dtype
 
 
 def _pair_blocks(n, m, pairs):
@@ -221,11 +229,6 @@ class TranslationInvariantCost:
         """
         X, Y, dtype = _dense_rows_and_cloud(X, Y)
         P = as_float_2d(P, "P", dtype)
-        if X.shape[1] != Y.shape[1]:
-            raise ValueError(
-                f"X and Y must have the same number of features, got {X.shape[1]} "
-                f"and {Y.shape[1]}."
-            )
         if P.shape != (X.shape[0], Y.shape[0]):
             raise ValueError(
                 f"P must have shape (rows of X, rows of Y) = "

@@ -251,6 +251,17 @@ def test_grad_h_aggregate_shape_errors(data, cost):
         c.grad_h_aggregate(X[:5], X[5:10, :2], np.ones((5, 5)))
 
 
+@pytest.mark.parametrize("cost", COSTS)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cost_matrix_width_error(data, cost, sparse):
+    # the kernels run unchecked after cost_matrix validates: the width check
+    # must stay with it, dense or sparse cloud
+    X, _ = data
+    Y = sp.csr_matrix(X[5:10, :2]) if sparse else X[5:10, :2]
+    with pytest.raises(ValueError, match="same number of features"):
+        make_cost(cost).cost_matrix(X[:5], Y)
+
+
 # ------------------------------------------------------ the package's own calls
 def test_reports_on_a_map_fitted_by_sc_fit_map_do_not_warn(data):
     ad = pytest.importorskip("anndata")
