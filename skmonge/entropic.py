@@ -454,10 +454,17 @@ class EntropicSparseMap(BaseMonge):
             return pairwise(X_source, X_target)
         dtype = np.result_type(X_source.dtype, X_target.dtype)
         n = X_source.shape[0]
+        m, d = X_target.shape
         if operand is not None:
-            X_target = operand(X_target, n * X_target.shape[0] * dtype.itemsize)
-        C = np.empty((n, X_target.shape[0]), dtype=dtype)
-        step = self._chunk_rows(X_target.shape[0], X_source.shape[1], dtype.itemsize)
+            X_target = operand(X_target, n * m * dtype.itemsize)
+        C = np.empty((n, m), dtype=dtype)
+        step = self._chunk_rows(m, d, dtype.itemsize)
+        if self.chunk_size is None:
+            # Every chunk validates the target cloud and takes its norms (a
+            # few passes over it): chunks of up to an eighth of the matrix's
+            # own size amortise them when the cloud is large.
+            per_row = dtype.itemsize * (2 * m + 3 * d)
+            step = max(step, C.nbytes // (8 * per_row))
         for start in range(0, n, step):
             rows = dense_rows(X_source, start, start + step, dtype)
             C[start : start + step] = pairwise(rows, X_target)

@@ -289,3 +289,26 @@ def test_csr_cloud_is_densified_once_per_call(monkeypatch):
     assert spy.rows.count(30) == 1, spy.rows
     assert [rows for rows in spy.rows if rows != 30] == [8] * 12 + [4]
     np.testing.assert_allclose(out, reference.transform(new), rtol=1e-10, atol=1e-10)
+
+
+def test_fit_chunks_grow_with_the_cost_matrix(monkeypatch):
+    # A fit on CSR input densifies its source rows by chunks. Beyond the
+    # fixed budget (here shrunk to 4 rows), chunks may take up to an eighth
+    # of the cost matrix: 8 * 200 * 200 / 8 bytes over 8 * (2 * 200 + 3 * 10)
+    # bytes per row -> 11 rows, so 200 rows come in 18 chunks of 11 and 1 of 2.
+    import skmonge.entropic as entropic
+
+    rng = np.random.default_rng(13)
+    X = sp.random(400, 10, density=0.5, random_state=rng, format="csr") * 3.0
+    monkeypatch.setattr(entropic, "_CHUNK_BYTES", 8 * (2 * 200 + 3 * 10) * 4)
+    est = EntropicSparseMap(gamma=0.1)
+    C = est._fit_cost_matrix(make_cost("elastic_l1", gamma=0.1), X[:200], X[200:])
+    spy = _ToarraySpy(monkeypatch)
+    C_spied = est._fit_cost_matrix(make_cost("elastic_l1", gamma=0.1), X[:200], X[200:])
+    source_chunks = [rows for rows in spy.rows if rows != 200]
+    assert source_chunks == [11] * 18 + [2]
+    np.testing.assert_array_equal(C_spied, C)
+    expected = make_cost("elastic_l1", gamma=0.1).cost_matrix(
+        X[:200].toarray(), X[200:].toarray()
+    )
+    np.testing.assert_allclose(C, expected, rtol=1e-12, atol=1e-12)
