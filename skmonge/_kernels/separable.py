@@ -561,10 +561,7 @@ def sqeuclidean_half(X, Y, check_input=True):
     """
     if sp.issparse(Y):
         if check_input:
-            dt = common_float_dtype(X, Y.data)
-            X = as_float_2d(X, "X", dt)
-            Y = sp.csr_matrix(Y, dtype=dt)
-            _check_same_d(X, Y)
+            X, Y, _ = _dense_and_csr(X, Y)
         dt = X.dtype
         half = dt.type(0.5)
         xx = half * np.einsum("ij,ij->i", X, X)
