@@ -18,13 +18,15 @@ Cuturi et al. (2023, §5.1) one close to it (see the user guide's table).
 
 The search runs loose Sinkhorn solves (marginal error ``1e-3``), each
 warm-started from the previous one: halving (or doubling) ε from the spread of
-the costs until the target is bracketed, then bisecting :math:`\log ε` and
-interpolating log-linearly in the final bracket.
+the costs until the target is bracketed, then narrowing the bracket of
+:math:`\log ε` by regula falsi and interpolating log-linearly in the final
+bracket.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -33,13 +35,31 @@ from ._kernels.fastmath import _fexp
 from ._kernels.sinkhorn import _exact_row_weights, _row_max_logit, _row_spread
 from .sinkhorn import sinkhorn
 
-__all__ = ["perplexity_epsilon", "plan_perplexity", "search_epsilon", "search_inputs"]
+__all__ = [
+    "WarmStart",
+    "perplexity_epsilon",
+    "plan_perplexity",
+    "search_epsilon",
+    "search_inputs",
+]
+
+
+class WarmStart(NamedTuple):
+    """Potentials that start a search solve (either may be None)."""
+
+    f: np.ndarray | None
+    g: np.ndarray | None
+
 
 # Marginal error of the search solves: the perplexity moves by far less than
 # its own spread over rows between this and a converged plan.
 _SEARCH_TOL = 1e-3
 _SEARCH_MAX_ITER = 1000
-_N_BISECT = 6  # log ε bracket of a factor 2, narrowed to 2 ** (1 / 64)
+# the factor-2 bracket of log ε is narrowed (regula falsi) until the target
+# is met to within 0.2 % of perplexity or the bracket is within 2 ** (1 / 64)
+_ROOT_TOL = 2e-3
+_BRACKET_WIDTH = math.log(2.0) / 64
+_MAX_REFINE = 8
 _MAX_ROWS = 4096  # rows whose perplexity is evaluated (evenly spaced)
 _PLATEAU = 0.02  # relative decrease per halving of ε below which we stop
 _MAX_STEPS = 40  # the search stays within spread * 2**[-40, 40]
@@ -109,7 +129,9 @@ def plan_perplexity(C, g, epsilon, b=None, rows=None):
     return np.exp(out)
 
 
-def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None, start=None):
+def perplexity_epsilon(
+    C, perplexity, a=None, b=None, *, dtype=None, start=None, g_init=None
+):
     r"""ε at which the entropic plan's rows have median perplexity ``perplexity``.
 
     Parameters
@@ -131,6 +153,11 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None, start=None)
         brackets the same factor-2 interval as a search from ``spread`` (the
         perplexity increases with ε) in fewer solves, and so chooses the same
         ε up to the rounding of the loose solves.
+    g_init : ndarray of shape (m,), default=None
+        Target potential that warm-starts the first solve, e.g. the
+        converged potential of the previous γ of a path (which ``start``
+        comes with). Like every warm start of the search, it shortens the
+        solve without moving the ε chosen beyond the loose solves' rounding.
 
     Returns
     -------
@@ -174,7 +201,8 @@ def perplexity_epsilon(C, perplexity, a=None, b=None, *, dtype=None, start=None)
         )
         return res, float(np.median(plan_perplexity(C, res.g, eps, b_arr, rows)))
 
-    return search_epsilon(solve, spread, target, start)
+    warm = None if g_init is None else WarmStart(None, np.asarray(g_init))
+    return search_epsilon(solve, spread, target, start, warm)
 
 
 def search_inputs(spread, largest_cost, perplexity, n_support, n_rows):
@@ -193,19 +221,21 @@ def search_inputs(spread, largest_cost, perplexity, n_support, n_rows):
     return target, rows
 
 
-def search_epsilon(solve, spread, target, start=None):
+def search_epsilon(solve, spread, target, start=None, warm=None):
     """The search of :func:`perplexity_epsilon`, for any solver.
 
     ``solve(eps, warm)`` returns a loose Sinkhorn result at ``eps``
-    (warm-started from the result ``warm`` unless it is None) and the median
-    perplexity of its plan's rows; ``spread`` is the mean row spread of the
-    costs and ``target`` the (capped) perplexity. The torch backend
+    (warm-started from the potentials ``warm.f``, ``warm.g`` of a result or
+    a :class:`WarmStart` unless it is None) and the median perplexity of its
+    plan's rows; ``spread`` is the mean row spread of the costs and
+    ``target`` the (capped) perplexity. ``warm`` starts the first solve (the
+    one at the lattice point nearest to ``start``). The torch backend
     (:mod:`skmonge._torch_ot`) runs the same search on its own solver.
     """
     step = 0
     if start is not None and start > 0 and math.isfinite(start):
         step = int(min(_MAX_STEPS, max(-_MAX_STEPS, round(math.log2(start / spread)))))
-    eps, (res, value) = spread * 2.0**step, solve(spread * 2.0**step, None)
+    eps, (res, value) = spread * 2.0**step, solve(spread * 2.0**step, warm)
     factor = 0.5 if value > target else 2.0
     # ε far outside [spread * 2**-40, spread * 2**40] would mean a degenerate
     # cost; stop there rather than loop.
@@ -231,18 +261,55 @@ def search_epsilon(solve, spread, target, start=None):
         lo, hi = (eps_next, res_next, value_next), (eps, res, value)
     else:
         lo, hi = (eps, res, value), (eps_next, res_next, value_next)
-    for _ in range(_N_BISECT):
-        mid = math.sqrt(lo[0] * hi[0])
-        near = lo if abs(lo[2] - target) < abs(hi[2] - target) else hi
+    return _refine(solve, lo, hi, target)
+
+
+def _refine(solve, lo, hi, target):
+    r"""Narrow the bracket ``lo = (ε, result, perplexity)``, ``hi`` (with
+    perplexity(lo) <= target < perplexity(hi)) and return the ε of the
+    target and the solve nearest to it.
+
+    The root of :math:`φ(\log ε) = \log \text{perplexity} - \log
+    \text{target}` is found by the Illinois variant of regula falsi:
+    :math:`φ` is nearly linear in :math:`\log ε` over a factor-2 bracket, so
+    the secant point is usually within a few per mille of the root. When the
+    same end is kept twice, its :math:`φ` is halved, so the bracket
+    shrinks from both sides. It stops once :math:`|φ| \le` ``_ROOT_TOL``
+    at a new point or the bracket is narrower than :math:`2^{1/64}`. The ε
+    is then interpolated log-linearly in the final bracket, so it moves
+    continuously with the data. Each solve warm-starts from the bracket end
+    nearest in :math:`\log ε`.
+    """
+    log_target = math.log(target)
+    phi_lo = math.log(lo[2]) - log_target
+    phi_hi = math.log(hi[2]) - log_target
+    kept = None  # which end the previous step kept
+    for _ in range(_MAX_REFINE):
+        if math.log(hi[0] / lo[0]) <= _BRACKET_WIDTH:
+            break
+        span = phi_hi - phi_lo
+        w = -phi_lo / span if span > 0 else 0.5
+        # stay inside the bracket, away from its ends
+        w = min(max(w, 0.02), 0.98)
+        mid = math.exp((1.0 - w) * math.log(lo[0]) + w * math.log(hi[0]))
+        near = lo if w < 0.5 else hi
         res_mid, value_mid = solve(mid, near[1])
+        phi_mid = math.log(value_mid) - log_target
         if value_mid > target:
-            hi = (mid, res_mid, value_mid)
+            hi, phi_hi = (mid, res_mid, value_mid), phi_mid
+            if kept == "lo":
+                phi_lo *= 0.5
+            kept = "lo"
         else:
-            lo = (mid, res_mid, value_mid)
-    # log-linear interpolation inside the final bracket: ε then moves
-    # continuously with the data instead of jumping between bisection points
+            lo, phi_lo = (mid, res_mid, value_mid), phi_mid
+            if kept == "hi":
+                phi_hi *= 0.5
+            kept = "hi"
+        if abs(phi_mid) <= _ROOT_TOL:
+            break
+    # the interpolation uses the measured perplexities, not Illinois' halved φ
     span = math.log(hi[2]) - math.log(lo[2])
-    w = (math.log(target) - math.log(lo[2])) / span if span > 0 else 0.5
+    w = (log_target - math.log(lo[2])) / span if span > 0 else 0.5
     w = min(max(w, 0.0), 1.0)
     eps = math.exp((1.0 - w) * math.log(lo[0]) + w * math.log(hi[0]))
     return _rounded(eps), (lo if w < 0.5 else hi)[1]

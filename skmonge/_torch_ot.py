@@ -35,7 +35,13 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
-from ._epsilon import _SEARCH_MAX_ITER, _SEARCH_TOL, search_epsilon, search_inputs
+from ._epsilon import (
+    _SEARCH_MAX_ITER,
+    _SEARCH_TOL,
+    WarmStart,
+    search_epsilon,
+    search_inputs,
+)
 from ._progress import Progress
 from ._torch import import_torch, resolve_device
 from .sinkhorn import _STAGE_TOL, SinkhornResult, _epsilon_schedule, _Relaxation
@@ -231,10 +237,11 @@ class TorchBackend:
             b=np.full(m, 1.0 / m),
         )
 
-    def perplexity_epsilon(self, C, perplexity, start=None):
+    def perplexity_epsilon(self, C, perplexity, start=None, g_init=None):
         """The perplexity rule of :func:`skmonge._epsilon.perplexity_epsilon`
         on a tensor cost matrix (uniform weights; the estimators fit at
-        least two target points)."""
+        least two target points), its first solve warm-started from the
+        target potential ``g_init`` when given."""
         torch = self.torch
         m = C.shape[1]
         spread = self.row_spread(C)
@@ -257,7 +264,8 @@ class TorchBackend:
             entropy = -(log_p.exp() * log_p).sum(1)
             return res, float(np.median(entropy.exp().cpu().numpy()))
 
-        return search_epsilon(solve, spread, target, start)
+        warm = None if g_init is None else WarmStart(None, np.asarray(g_init))
+        return search_epsilon(solve, spread, target, start, warm)
 
     # ----------------------------------------------------------------- maps
     def map_rows(self, cost, rows, support, potential, epsilon):

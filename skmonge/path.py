@@ -381,6 +381,7 @@ class _PathFits:
             cost.prepare_cloud(self.X_target),
         )
         self.columns = None  # support_columns of the target sample, found once
+        self.eval_rows = None  # the evaluated source rows, dense, found once
         self.atol = atol
         if X_eval is None:
             self.eval_index = _evaluation_index(self.X_source.shape[0])
@@ -420,11 +421,13 @@ class _PathFits:
         """Displacements of the evaluated source rows, from the cached costs."""
         dtype = np.result_type(est.source_.dtype, est.target_.dtype)
         index = self.eval_index
-        rows = est.source_[index]
         if est.backend == "torch":  # no cached costs: the map on the device
-            return est.displacement(rows)
-        rows = rows.toarray() if sp.issparse(rows) else rows
-        rows = rows.astype(dtype, copy=False)
+            return est.displacement(est.source_[index])
+        if self.eval_rows is None:  # the same rows at every γ: densified once
+            rows = est.source_[index]
+            rows = rows.toarray() if sp.issparse(rows) else rows
+            self.eval_rows = rows.astype(dtype, copy=False)
+        rows = self.eval_rows
         target = est.target_.astype(dtype, copy=False)
         out = np.empty(rows.shape, dtype=est.source_.dtype)
         if self.columns is None:

@@ -50,7 +50,7 @@ def test_perplexity_epsilon_hits_the_target_on_a_converged_plan(target, clusters
     res = sinkhorn(C, eps, tol=1e-7, max_iter=100_000)
     assert res.converged
     median = np.median(plan_perplexity(C, res.g, eps))
-    # the search bisects log ε to 2 ** (1/64) on loose solves
+    # the search narrows log ε by regula falsi on loose solves
     assert median == pytest.approx(target, rel=0.05)
     # the returned solve is a useful warm start: fewer iterations than cold
     kw = dict(tol=1e-6, max_iter=20_000, epsilon_decay=None, relaxation=1.0)

@@ -710,9 +710,9 @@ def _dense_to_csc(Y):
 
 @njit(parallel=True, cache=True, fastmath=_FM_KERNEL, error_model="numpy")
 def _column_aggregate_kernel(
-    X, PT, total, indptr, rows, values, kind, gamma, with_h, out_t
+    X, PT, total, indptr, rows, values, kind, gamma, with_h, out
 ):
-    """out_t[t, i] = sum_j P_ij tau'(x_it - y_jt), visiting the non-zeros of Y.
+    """out[i, t] = sum_j P_ij tau'(x_it - y_jt), visiting the non-zeros of Y.
 
     For feature t, the targets with y_jt = 0 contribute tau'(x_it) times
     their total weight, r_i - b_i with r_i = sum_j P_ij and b_i the weight of
@@ -721,6 +721,11 @@ def _column_aggregate_kernel(
     With ``with_h``, the quadratic part of ∇h is added in the same pass:
     out_t[t, i] += x_it r_i - sum_j P_ij y_jt (the barycentre also only
     needs the non-zeros).
+
+    Each feature's column is accumulated in a contiguous buffer and then
+    stored into ``out[:, t]``: a strided store, but consecutive features of a
+    thread fill the same cache lines of ``out``, so no transposed copy of
+    the result is needed.
     """
     n, d = X.shape
     zero = _tc(X, 0.0, 0.0)
@@ -728,7 +733,7 @@ def _column_aggregate_kernel(
         xcol = np.empty(n, dtype=X.dtype)
         for i in range(n):
             xcol[i] = X[i, t]
-        o = out_t[t]
+        o = np.empty(n, dtype=X.dtype)
         nonzero_weight = np.zeros(n, dtype=X.dtype)
         for i in range(n):
             o[i] = zero
@@ -757,20 +762,22 @@ def _column_aggregate_kernel(
                 o[i] += grad_tau_sep(xcol[i], kind, gamma) * (
                     total[i] - nonzero_weight[i]
                 )
+        for i in range(n):
+            out[i, t] = o[i]
 
 
 def _column_aggregate(X, csc, P, kind, gamma, with_h=False):
     """:func:`separable_grad_tau_aggregate` from the CSC arrays of ``Y``
     (with ``with_h``: :func:`separable_grad_h_aggregate_sparse`)."""
     indptr, rows, values = csc
-    out_t = np.empty((X.shape[1], X.shape[0]), dtype=X.dtype)
+    out = np.empty(X.shape, dtype=X.dtype)
     PT = np.ascontiguousarray(P.T)
     total = P.sum(axis=1, dtype=X.dtype)
     gamma = X.dtype.type(gamma)
     _column_aggregate_kernel(
-        X, PT, total, indptr, rows, values, int(kind), gamma, with_h, out_t
+        X, PT, total, indptr, rows, values, int(kind), gamma, with_h, out
     )
-    return np.ascontiguousarray(out_t.T)
+    return out
 
 
 def sparse_columns(Y):
