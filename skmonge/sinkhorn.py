@@ -443,12 +443,16 @@ class _Relaxation:
     :math:`1/\sqrt{1-λ}`. The rate ρ observed with the current ω over a
     window of iterations gives λ back through Young's relation
     :math:`λ = (ρ + ω - 1)^2 / (ω^2 ρ)` (which returns the λ that ω is optimal
-    for when ρ = ω - 1), so ω is re-estimated every window. If the error
-    grows over a window, relaxation is switched off for the rest of the
-    stage: the plain step is always safe.
+    for when ρ = ω - 1), so ω is re-estimated every window. If relaxed steps
+    end a window above the largest error of its first ``settle`` steps,
+    relaxation is switched off for the rest of the stage: the plain step is
+    always safe. A window that ends above its start for another reason (the
+    jump of the error in the first steps after ω changed, or plain steps
+    after a warm start from a loose solve) only starts a new window.
     """
 
     window = 20
+    settle = 4  # iterations in which a change of ω may raise the error
     omega_max = 1.98
 
     def __init__(self, enabled, omega=None, stride=1):
@@ -479,7 +483,17 @@ class _Relaxation:
         if not (err > 0 and old > 0):
             return self.omega
         if err > old:
-            self.omega, self.off = 1.0, True
+            # The first steps after a change of ω raise the marginal error
+            # before it decays at the new rate, and plain steps may raise it
+            # for a while after a warm start from a loose solve: neither is
+            # divergence. Relaxation is off only when relaxed steps end the
+            # window above the peak of its first steps.
+            head = 1 + max(1, self.settle // self.stride)
+            peak = max(self.history[:head])
+            if self.omega > 1.0 and err > peak:
+                self.omega, self.off = 1.0, True
+            else:
+                self.history = [err]  # a new window with the same ω
             return self.omega
         rho = (err / old) ** (1.0 / (window * self.stride))
         w = self.omega

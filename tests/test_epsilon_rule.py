@@ -104,6 +104,33 @@ def test_estimator_epsilon_rules():
         EntropicSparseMap(perplexity=0.5).fit(X, y)
 
 
+@pytest.mark.parametrize("clusters", [False, True])
+def test_the_final_solve_starts_from_the_search(clusters):
+    rng = np.random.default_rng(4)
+    Xs = rng.standard_normal((300, 6))
+    Xt = rng.standard_normal((280, 6)) + 0.5
+    if clusters:
+        Xs[:150] += 5.0
+        Xt[:100] += 5.0
+    X, y = np.vstack([Xs, Xt]), np.repeat([0, 1], [300, 280])
+    est = EntropicSparseMap(cost="sqeuclidean").fit(X, y)
+    C = sqeuclidean_half(Xs, Xt)
+    cold = sinkhorn(C, est.epsilon_, tol=est.tol, max_iter=est.max_iter)
+    assert cold.converged and est.converged_
+    # the warm start from the search's loose solve at ε saves iterations ...
+    assert est.n_iter_ < 0.7 * cold.n_iter
+    # ... and reaches the cold solve's fixed point to the tolerance
+    f = est.potential_source_ - cold.f
+    assert np.ptp(f) < 1e-4 * np.ptp(cold.f)
+    np.testing.assert_allclose(
+        est.transform(Xs[:20]),
+        EntropicSparseMap(cost="sqeuclidean", epsilon=est.epsilon_)
+        .fit(X, y)
+        .transform(Xs[:20]),
+        atol=1e-4,  # tol = 1e-6 on the marginals; points are of size ~5
+    )
+
+
 def test_tied_targets_stop_the_search_at_the_plateau():
     # most cells are all-zero rows: a zero source row is equally close to the
     # 40 zero target rows at every ε, so a perplexity of 10 is out of reach

@@ -437,6 +437,34 @@ def test_epsilon_scaling_needs_fewer_iterations_at_small_epsilon():
     assert fast.n_iter * 5 < plain.n_iter
 
 
+def test_relaxation_tells_transients_from_divergence():
+    window = sk._Relaxation.window
+    relax = sk._Relaxation(True)
+    # the error first rises over a window of plain steps (as after a warm
+    # start from a loose solve), then decays at the rate 0.95
+    errors = [1e-4 * 1.01**k for k in range(window + 1)]
+    errors += [errors[-1] * 0.95**k for k in range(1, window + 1)]
+    omegas = [relax.update(err) for err in errors]
+    # the decay rate 0.95 calls for Young's 2 / (1 + sqrt(0.05)) = 1.63
+    assert not relax.off and omegas[-1] == pytest.approx(1.634, abs=1e-3)
+    # with the new ω the error jumps in the first steps, then decays: the
+    # window ends above its start but below the jump (seen on 20,000 cells)
+    jump = [errors[-1] * f for f in (1.9, 2.2, 2.3)]
+    jump += [jump[-1] * 0.97**k for k in range(1, window - 2)]
+    omegas = [relax.update(err) for err in jump]
+    assert jump[-1] > errors[-1]
+    assert not relax.off and omegas[-1] == pytest.approx(1.634, abs=1e-3)
+    # the next window decays from there: relaxation goes on, ω grows
+    omegas = [relax.update(jump[-1] * 0.97**k) for k in range(1, window + 1)]
+    assert not relax.off and omegas[-1] > 1.7
+    # growth past the first steps of a window of relaxed steps turns
+    # relaxation off for good
+    last = jump[-1] * 0.97**window
+    omegas = [relax.update(last * 1.02**k) for k in range(1, window + 1)]
+    assert relax.off and omegas[-1] == 1.0
+    assert relax.update(1e-12) == 1.0
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_no_nan_down_to_1e4_relative_epsilon(dtype):
     C = _gauss_cost(80, 5, 2).astype(dtype)
