@@ -167,12 +167,18 @@ class TranslationInvariantCost:
         r"""Cost matrix :math:`C_{ij} = h(x_i - y_j) = ½‖x_i - y_j‖² + τ(x_i - y_j)`.
 
         The quadratic part goes through BLAS, the regulariser through a
-        parallel numba kernel; no n×m×d temporary is formed. ``Y`` may be a
+        parallel numba kernel (for elastic ℓ1 on a dense cloud, one kernel
+        sums both); no n×m×d temporary is formed. ``Y`` may be a
         sparse matrix (the rows ``X`` are dense): separable regularisers then
         only visit the non-zeros of each ``y_j``.
         """
-        X, Y, dtype = _dense_rows_and_cloud(X, Y)
+        X, Y, _ = _dense_rows_and_cloud(X, Y)
         # validated once here, not again in each kernel (a pass over Y each)
+        return self._validated_cost_matrix(X, Y)
+
+    def _validated_cost_matrix(self, X, Y):
+        """:meth:`cost_matrix` of inputs validated by it; costs with a kernel
+        for the whole cost override it."""
         C = separable.sqeuclidean_half(X, Y, check_input=False)
         if not self.is_quadratic:
             self._add_tau_matrix(X, Y, C)
@@ -393,6 +399,14 @@ class _SeparableElastic(TranslationInvariantCost):
         if sp.issparse(Y):
             return separable.separable_tau_pairwise_csr(X, Y, self._kind, self.gamma)
         return separable.separable_tau_pairwise(X, Y, self._kind, self.gamma)
+
+    def _validated_cost_matrix(self, X, Y):
+        if sp.issparse(Y):
+            return super()._validated_cost_matrix(X, Y)
+        # one pass for ½‖z‖² + τ(z) where the kernel has one (dense ℓ1)
+        return separable.separable_cost_pairwise(
+            X, Y, self._kind, self.gamma, check_input=False
+        )
 
     def _add_tau_matrix(self, X, Y, C):
         if sp.issparse(Y):

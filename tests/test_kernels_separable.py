@@ -265,6 +265,39 @@ def test_tau_pairwise_wide_range_and_chunks(dtype, kind):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("density", [1.0, 0.02])
+def test_cost_pairwise_matches_naive(dtype, kind, density):
+    # ½‖z‖² + τ(z): dense ℓ1 takes the one-pass kernel, the other cases BLAS
+    # plus the τ kernel; offsets make ½‖x‖² + ½‖y‖² - x·y cancel badly
+    rng = np.random.default_rng(11)
+    n, m, d = 37, 29, 2501  # a feature chunk of 2048 and a remainder
+    X, Y = _data(rng, n, m, d, dtype)
+    Y[rng.random((m, d)) > density] = 0
+    X += dtype(30.0)
+    Y += dtype(30.0) * (Y != 0)
+    for gamma in (1e-3, 0.7, 20.0):
+        C = pw.separable_cost_pairwise(X, Y, kind, gamma)
+        assert C.dtype == dtype and C.shape == (n, m)
+        D = X.astype(np.float64)[:, None, :] - Y.astype(np.float64)[None, :, :]
+        R = 0.5 * (D * D).sum(-1) + ref_pairwise(X, Y, kind, gamma)
+        if kind == KIND_L1 and density == 1.0:
+            # no cancellation: within float rounding of the naive sum
+            assert_pairwise_close(C, R, d, dtype, kind, gamma, rtol_factor=4)
+        else:
+            # BLAS: rounding of the norms, eps (‖x‖² + ‖y‖²) / 2 per entry
+            sq = 0.5 * (
+                (X.astype(np.float64) ** 2).sum(1)[:, None]
+                + (Y.astype(np.float64) ** 2).sum(1)[None, :]
+            )
+            tol = 8 * np.finfo(dtype).eps * sq + 4 * RTOL[dtype] * R
+            assert (np.abs(C - R) <= tol + d * np.finfo(dtype).eps * gamma**2).all()
+    # empty sides
+    assert pw.separable_cost_pairwise(X[:0], Y, kind, 1.0).shape == (0, m)
+    assert pw.separable_cost_pairwise(X, Y[:0], kind, 1.0).shape == (n, 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
 def test_tau_pairwise_constant_shift_no_overflow(dtype, kind):
     # all differences equal: the mantissa product would be m^d if the chunking
     # did not bound it (worst case for overflow)

