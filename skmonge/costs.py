@@ -177,8 +177,9 @@ class TranslationInvariantCost:
         return self._validated_cost_matrix(X, Y)
 
     def _validated_cost_matrix(self, X, Y):
-        """:meth:`cost_matrix` of inputs validated by it; costs with a kernel
-        for the whole cost override it."""
+        """:meth:`cost_matrix` of inputs as it validates them (dense
+        C-contiguous finite ``X``, dense or CSR ``Y`` of the same float dtype
+        and width); costs with a kernel for the whole cost override it."""
         C = separable.sqeuclidean_half(X, Y, check_input=False)
         if not self.is_quadratic:
             self._add_tau_matrix(X, Y, C)
@@ -240,11 +241,19 @@ class TranslationInvariantCost:
                 f"P must have shape (rows of X, rows of Y) = "
                 f"{(X.shape[0], Y.shape[0])}, got {P.shape}."
             )
+        return self._validated_grad_h_aggregate(X, Y, P, columns)
+
+    def _validated_grad_h_aggregate(self, X, Y, P, columns=None):
+        """:meth:`grad_h_aggregate` of inputs as it validates them: dense
+        C-contiguous finite ``X`` and ``P`` and a dense or CSR ``Y``, all of
+        one float dtype, with matching shapes. Map evaluation calls this (and
+        :meth:`_validated_cost_matrix`) for each chunk of rows, the fitted
+        cloud having been validated once."""
         G = self._grad_h_aggregate_sparse(X, Y, P, columns)
         if G is not None:
             return G
         # (Y^T P^T)^T is P Y without densifying a sparse Y
-        G = X * P.sum(axis=1, dtype=dtype)[:, None] - np.asarray((Y.T @ P.T).T)
+        G = X * P.sum(axis=1, dtype=X.dtype)[:, None] - np.asarray((Y.T @ P.T).T)
         if not self.is_quadratic:
             G += self.grad_tau_aggregate(X, Y, P)
         return G

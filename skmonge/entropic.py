@@ -568,16 +568,20 @@ class EntropicSparseMap(BaseMonge):
             _check_costs_finite(mapped, "rows of X and the fitted points", finite)
             mapped = mapped.cpu().numpy()
         else:
+            # rows (dense_rows) and the fitted cloud are validated and of one
+            # dtype: no per-chunk validation pass over the cloud
             if C is None:
-                C = cost.cost_matrix(
+                C = cost._validated_cost_matrix(
                     rows, support if cost_support is None else cost_support
                 )
                 _check_costs_finite(C, "rows of X and the fitted points")
             P, _ = gibbs_weights(C, potential, self.epsilon_)
-            grad = cost.grad_h_aggregate(
+            grad = cost._validated_grad_h_aggregate(
                 rows, support, P.astype(rows.dtype, copy=False), columns
             )
-            mapped = rows - cost.prox(grad)
+            # x - prox, in the prox's (fresh) array: no third chunk-sized array
+            mapped = cost.prox(grad)
+            np.subtract(rows, mapped, out=mapped)
         # (x - prox) - x rather than -prox: the displacement is then
         # exactly T(x) - x as transform returns it, bit for bit.
         if displacement:

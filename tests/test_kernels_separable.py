@@ -661,3 +661,17 @@ def test_unchecked_kernels_equal_checked_ones(dtype):
         out = np.zeros((9, 11), dtype=dtype)
         pw.separable_tau_pairwise(X, Y, kind, 0.7, out=out, check_input=False)
         np.testing.assert_array_equal(out, checked)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_density_choice_on_sampled_rows_matches_the_full_count(kind):
+    # the pairwise τ kernels choose their variant from the density of at most
+    # 64 evenly spaced rows of the cloud (reproducible: the same rows)
+    rng = np.random.default_rng(5)
+    threshold = pw.TAU_COLUMN_DENSITY[kind]
+    for m in (10, 64, 500):
+        for density in (0.5 * threshold, 2.0 * threshold):
+            Y = rng.standard_normal((m, 4000)) * (rng.random((m, 4000)) < density)
+            full = np.count_nonzero(Y) < threshold * Y.size
+            assert pw._visits_nonzeros(Y, kind) == full
+            assert pw._visits_nonzeros(Y, kind) == pw._visits_nonzeros(Y, kind)

@@ -308,3 +308,29 @@ def test_fit_chunks_grow_with_the_cost_matrix(monkeypatch):
     assert [rows for rows in spy.rows if rows != 200] == [11] * 18 + [2]
     expected = cost.cost_matrix(X[:200].toarray(), X[200:].toarray())
     np.testing.assert_allclose(C, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cost", ["elastic_l1", "elastic_stvs", "sqeuclidean"])
+def test_map_evaluation_validates_the_fitted_cloud_once(cost, monkeypatch):
+    # the cloud is validated by fit; each chunk of a transform used to pass
+    # over it again in cost_matrix and grad_h_aggregate
+    import skmonge.costs as costs
+
+    rng = np.random.default_rng(12)
+    X = np.abs(rng.normal(size=(80, 40)))
+    y = np.repeat([0, 1], 40)
+    new = np.abs(rng.normal(size=(50, 40)))
+    reference = EntropicSparseMap(cost=cost, gamma=0.3).fit(X, y).transform(new)
+    calls = []
+    check = costs._dense_rows_and_cloud
+
+    def counted(*args):
+        calls.append(1)
+        return check(*args)
+
+    monkeypatch.setattr(costs, "_dense_rows_and_cloud", counted)
+    est = EntropicSparseMap(cost=cost, gamma=0.3, chunk_size=7).fit(X, y)
+    calls.clear()
+    out = est.transform(new)
+    assert calls == []  # 8 chunks, no per-chunk validation
+    np.testing.assert_allclose(out, reference, rtol=1e-12, atol=1e-12)

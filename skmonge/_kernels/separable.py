@@ -642,8 +642,19 @@ def separable_tau_pairwise(X, Y, kind, gamma, out=None, check_input=True):
 
 def _visits_nonzeros(Y, kind):
     """Whether the pairwise τ of the dense cloud ``Y`` is cheaper over its
-    pairs of non-zeros than with the dense SIMD kernels."""
+    pairs of non-zeros than with the dense SIMD kernels.
+
+    The density is estimated on at most ``_DENSITY_ROWS`` evenly spaced rows
+    (the same rows for the same cloud, so the choice is reproducible): the
+    map and the fit call this once per chunk of rows against the same cloud,
+    and a full count of 600 x 34,000 cells took 10 ms each time.
+    """
+    if Y.shape[0] > _DENSITY_ROWS:
+        Y = Y[np.linspace(0, Y.shape[0] - 1, _DENSITY_ROWS).astype(np.intp)]
     return np.count_nonzero(Y) < TAU_COLUMN_DENSITY[kind] * Y.size
+
+
+_DENSITY_ROWS = 64
 
 
 def _add_tau_pairwise(X, Y, kind, gamma, out, nonzeros):
@@ -1111,17 +1122,6 @@ def _check_gamma(gamma):
 
 
 @njit(inline="always", cache=True)
-def _soft_threshold_scalar(z, gamma):
-    # (|z| - γ)_+ sign(z)
-    v = abs(z) - gamma
-    if v > 0.0:
-        return math.copysign(v, z)
-    if v != v:
-        return v  # NaN in, NaN out
-    return 0.0
-
-
-@njit(inline="always", cache=True)
 def _stvs_prox_scalar(z, gamma):
     # (1 - γ²/z²)_+ z = z - γ²/z for |z| > γ, else 0 (also at z = 0)
     if abs(z) > gamma:
@@ -1131,12 +1131,21 @@ def _stvs_prox_scalar(z, gamma):
     return 0.0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _soft_threshold_kernel(Z, gamma, out):
+    # (|z| - γ)_+ sign(z) in Z's dtype (NaN in, NaN out), in a form that
+    # vectorises (select, copysign): 4x faster than a float64 scalar
+    # function with branches on float32 rows of 34,000 genes
     n, d = Z.shape
+    g = Z.dtype.type(gamma)
+    zero = Z.dtype.type(0.0)
     for i in prange(n):
+        z = Z[i]
+        o = out[i]
         for j in range(d):
-            out[i, j] = _soft_threshold_scalar(np.float64(Z[i, j]), gamma)
+            v = abs(z[j]) - g
+            kept = v if v > zero else zero
+            o[j] = math.copysign(kept, z[j]) if v == v else v
 
 
 @njit(parallel=True, cache=True)
