@@ -448,7 +448,8 @@ class _Relaxation:
     relaxation is switched off for the rest of the stage: the plain step is
     always safe. A window that ends above its start for another reason (the
     jump of the error in the first steps after ω changed, or plain steps
-    after a warm start from a loose solve) only starts a new window.
+    after a warm start from a loose solve) only starts a new window, once
+    per ω > 1.
     """
 
     window = 20
@@ -466,6 +467,7 @@ class _Relaxation:
     def reset(self):
         self.omega = self.fixed if self.fixed is not None else 1.0
         self.history = []
+        self.transient = False  # the last window ended above its start
         self.off = not self.enabled
 
     def update(self, err):
@@ -486,15 +488,18 @@ class _Relaxation:
             # The first steps after a change of ω raise the marginal error
             # before it decays at the new rate, and plain steps may raise it
             # for a while after a warm start from a loose solve: neither is
-            # divergence. Relaxation is off only when relaxed steps end the
-            # window above the peak of its first steps.
+            # divergence. Relaxation is off when relaxed steps end the window
+            # above the peak of its first steps, or end a second window in a
+            # row above its start (stalling).
             head = 1 + max(1, self.settle // self.stride)
-            peak = max(self.history[:head])
-            if self.omega > 1.0 and err > peak:
+            relaxed = self.omega > 1.0
+            if relaxed and (err > max(self.history[:head]) or self.transient):
                 self.omega, self.off = 1.0, True
             else:
+                self.transient = relaxed
                 self.history = [err]  # a new window with the same ω
             return self.omega
+        self.transient = False
         rho = (err / old) ** (1.0 / (window * self.stride))
         w = self.omega
         lam = rho if w == 1.0 else (rho + w - 1.0) ** 2 / (w * w * rho)

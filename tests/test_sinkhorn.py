@@ -457,6 +457,17 @@ def test_relaxation_tells_transients_from_divergence():
     # the next window decays from there: relaxation goes on, ω grows
     omegas = [relax.update(jump[-1] * 0.97**k) for k in range(1, window + 1)]
     assert not relax.off and omegas[-1] > 1.7
+    # two windows in a row that end above their start (but below the peak
+    # of their first steps) with the same ω: stalling, relaxation off
+    stalling = sk._Relaxation(True)
+    [stalling.update(err) for err in errors]
+    start = errors[-1]
+    for _ in range(2):
+        assert not stalling.off
+        window_errors = [start * 3.0] + [start * 1.5] * (window - 1)
+        [stalling.update(err) for err in window_errors]
+        start = window_errors[-1]
+    assert stalling.off
     # growth past the first steps of a window of relaxed steps turns
     # relaxation off for good
     last = jump[-1] * 0.97**window
