@@ -799,7 +799,7 @@ def _column_aggregate_kernel(
     the non-zeros; the non-zeros are visited one by one, each a contiguous
     row ``PT[j]`` of weights over all rows i (SIMD over i). Parallel over t.
     With ``with_h``, the quadratic part of ∇h is added in the same pass:
-    out_t[t, i] += x_it r_i - sum_j P_ij y_jt (the barycentre also only
+    out[i, t] += x_it r_i - sum_j P_ij y_jt (the barycentre also only
     needs the non-zeros).
 
     Each feature's column is accumulated in a contiguous buffer and then
