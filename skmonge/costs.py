@@ -176,11 +176,22 @@ class TranslationInvariantCost:
         # validated once here, not again in each kernel (a pass over Y each)
         return self._validated_cost_matrix(X, Y)
 
+    def quadratic_matrix(self, X, Y):
+        r"""The quadratic part :math:`½‖x_i - y_j‖^2` of :meth:`cost_matrix`,
+        computed as :meth:`cost_matrix` computes it (so that
+        ``quadratic_matrix + tau_matrix`` equals ``cost_matrix`` to rounding,
+        not to BLAS's cancellation, where the cost sums both in one pass)."""
+        X, Y, _ = _dense_rows_and_cloud(X, Y)
+        return self._validated_quadratic_matrix(X, Y)
+
+    def _validated_quadratic_matrix(self, X, Y):
+        return separable.sqeuclidean_half(X, Y, check_input=False)
+
     def _validated_cost_matrix(self, X, Y):
         """:meth:`cost_matrix` of inputs as it validates them (dense
         C-contiguous finite ``X``, dense or CSR ``Y`` of the same float dtype
         and width); costs with a kernel for the whole cost override it."""
-        C = separable.sqeuclidean_half(X, Y, check_input=False)
+        C = self._validated_quadratic_matrix(X, Y)
         if not self.is_quadratic:
             self._add_tau_matrix(X, Y, C)
         return C
@@ -408,6 +419,13 @@ class _SeparableElastic(TranslationInvariantCost):
         if sp.issparse(Y):
             return separable.separable_tau_pairwise_csr(X, Y, self._kind, self.gamma)
         return separable.separable_tau_pairwise(X, Y, self._kind, self.gamma)
+
+    def _validated_quadratic_matrix(self, X, Y):
+        if sp.issparse(Y):
+            return super()._validated_quadratic_matrix(X, Y)
+        return separable.separable_quadratic_pairwise(
+            X, Y, self._kind, check_input=False
+        )
 
     def _validated_cost_matrix(self, X, Y):
         if sp.issparse(Y):

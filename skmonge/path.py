@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._base import resolve_labels
 from ._progress import Progress, show_progress
-from .costs import SqEuclidean, make_cost
+from .costs import make_cost
 from .entropic import EntropicSparseMap, _check_data_scale
 
 __all__ = ["EntropicSparseMapCV", "SparsityPath", "default_gammas", "sparsity_path"]
@@ -330,7 +330,8 @@ class _LinearCosts:
             return self.pairwise(cost.cost_matrix, X_source, X_target)
         if self.parts is None:
             unit = type(cost)(**{**cost._params(), "gamma": 1.0})
-            quadratic = self.pairwise(SqEuclidean().cost_matrix, X_source, X_target)
+            # the quadratic part as the cost computes it in a direct fit
+            quadratic = self.pairwise(unit.quadratic_matrix, X_source, X_target)
             self.parts = (quadratic, self.pairwise(unit.tau_matrix, X_source, X_target))
         quadratic, linear = self.parts
         C = linear * linear.dtype.type(cost.gamma)

@@ -176,3 +176,25 @@ def test_make_cost_and_validation():
         ElasticKOverlap(1.0, 7).prox(np.ones((2, 3)))
     assert repr(ElasticKOverlap(1.0, 3)) == "ElasticKOverlap(gamma=1.0, k=3)"
     assert ElasticL1(1.0)(np.array([1.0, -1.0]), np.zeros(2)) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("name", ["elastic_l1", "elastic_stvs", "elastic_kovlp"])
+def test_quadratic_and_tau_parts_add_up_to_the_cost_matrix(name):
+    # the γ path builds C(γ) = Q + γ L from these parts; they must round as
+    # the cost matrix does (float32 cells far from 0: BLAS's ½‖x‖² + ½‖y‖²
+    # - x·y loses ~1e-5 of C there, the one-pass ℓ1 kernel does not)
+    rng = np.random.default_rng(8)
+    X = (20.0 + rng.standard_normal((30, 400))).astype(np.float32)
+    Y = (20.0 + rng.standard_normal((25, 400))).astype(np.float32)
+    cost = make_cost(name, gamma=0.7, k=5)
+    unit = make_cost(name, gamma=1.0, k=5)
+    C = cost.cost_matrix(X, Y).astype(np.float64)
+    parts = cost.quadratic_matrix(X, Y).astype(np.float64)
+    # Q + γ L for the costs linear in γ (what the path does), Q + τ otherwise
+    linear = cost.linear_in_gamma
+    parts += 0.7 * unit.tau_matrix(X, Y) if linear else cost.tau_matrix(X, Y)
+    D = X.astype(np.float64)[:, None, :] - Y.astype(np.float64)[None, :, :]
+    Q = 0.5 * (D * D).sum(-1)
+    np.testing.assert_allclose(parts, C, rtol=2e-6)
+    if name == "elastic_l1":  # both computed without cancellation
+        np.testing.assert_allclose(cost.quadratic_matrix(X, Y), Q, rtol=2e-6)
