@@ -119,6 +119,14 @@ class TranslationInvariantCost:
         """
         raise NotImplementedError
 
+    def _validated_prox(self, Z):
+        """:meth:`prox` of a validated ``Z`` (C-contiguous, finite, float32 or
+        float64) that the caller no longer needs. Costs with an element-wise
+        prox override it to overwrite ``Z``: map evaluation then neither
+        validates its gradient again nor allocates a second chunk-sized
+        array."""
+        return self.prox(Z)
+
     def tau_matrix(self, X, Y):
         """Pairwise regulariser ``[τ(x_i - y_j)]_{ij}``."""
         raise NotImplementedError
@@ -377,6 +385,9 @@ class SqEuclidean(TranslationInvariantCost):
     def prox(self, Z):
         return as_float_2d(Z).copy()
 
+    def _validated_prox(self, Z):
+        return Z
+
     def tau_matrix(self, X, Y):
         X, Y, dtype = _dense_rows_and_cloud(X, Y)
         return np.zeros((X.shape[0], Y.shape[0]), dtype=dtype)
@@ -414,6 +425,9 @@ class _SeparableElastic(TranslationInvariantCost):
 
     def grad_tau(self, Z):
         return separable.separable_grad_tau(Z, self._kind, self.gamma)
+
+    def _validated_prox(self, Z):
+        return separable.prox_in_place(self._kind, Z, self.gamma)
 
     def tau_matrix(self, X, Y):
         if sp.issparse(Y):

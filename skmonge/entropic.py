@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numbers
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import _fit_context
@@ -46,6 +47,12 @@ __all__ = ["EntropicSparseMap"]
 # Bound on the temporaries of one map-evaluation chunk: the chunk's n_c x m
 # cost/weight matrices plus its n_c x d gradient and output.
 _CHUNK_BYTES = 64 * 2**20
+# Rows per block of the parallel pairwise kernels (their unit of work): a
+# chunk of at least one block per thread is rounded down to whole rounds of
+# blocks, so that no thread idles while another computes a last block. With
+# 34,000 genes the budget gives 158 rows, 5 blocks on 2 threads: the chunks'
+# cost rows took 3.55 s for 3,072 cells against 2.9 s in chunks of 192.
+_ROW_BLOCK = 32
 
 
 # |x| beyond which ½‖x - y‖² overflows float64 (1e308), and below which the
@@ -446,7 +453,9 @@ class EntropicSparseMap(BaseMonge):
         if self.chunk_size is not None:
             return int(self.chunk_size)
         per_row = itemsize * (2 * n_other + 3 * n_features)
-        return int(max(1, min(4096, _CHUNK_BYTES // per_row)))
+        rows = int(max(1, min(4096, _CHUNK_BYTES // per_row)))
+        unit = _ROW_BLOCK * numba.get_num_threads()
+        return rows - rows % unit if rows >= unit else rows
 
     def _fit_cost_matrix(self, cost, X_source, X_target):
         """Source x target cost matrix (:meth:`_pairwise_matrix`)."""
@@ -527,7 +536,7 @@ class EntropicSparseMap(BaseMonge):
             potential = backend.torch.as_tensor(potential, device=backend.device)
         for start in progress_over(range(0, X.shape[0], step), desc, verbose):
             rows = dense_rows(X, start, start + step, dtype)
-            out[start : start + step] = self._map_rows(
+            self._map_rows(
                 rows,
                 support,
                 potential,
@@ -536,6 +545,7 @@ class EntropicSparseMap(BaseMonge):
                 backend=backend,
                 columns=columns,
                 cost_support=cost_support,
+                out=out[start : start + step],
             )
         return out
 
@@ -550,8 +560,10 @@ class EntropicSparseMap(BaseMonge):
         backend=None,
         columns=None,
         cost_support=None,
+        out=None,
     ):
-        """The entropic map (or displacement) of dense ``rows``, in ``out_dtype``.
+        """The entropic map (or displacement) of dense ``rows``, in ``out_dtype``
+        (written into ``out`` when given, and returned).
 
         ``C``, the costs between ``rows`` and ``support``, is computed unless
         given (:func:`skmonge.sparsity_path` holds them for training rows).
@@ -582,15 +594,24 @@ class EntropicSparseMap(BaseMonge):
                 rows, support, P.astype(rows.dtype, copy=False), columns
             )
             # x - prox, in the prox's (fresh) array: no third chunk-sized array
-            mapped = cost.prox(grad)
-            np.subtract(rows, mapped, out=mapped)
+            # the gradient is ours: the prox may overwrite it, and x - prox
+            # goes to the output when it has the computation's dtype
+            mapped = cost._validated_prox(grad)
+            if out is not None and out.dtype == mapped.dtype:
+                mapped = np.subtract(rows, mapped, out=out)
+            else:
+                np.subtract(rows, mapped, out=mapped)
         # (x - prox) - x rather than -prox: the displacement is then
         # exactly T(x) - x as transform returns it, bit for bit.
         if displacement:
             # in the output dtype, as transform(X) - X would be computed
             mapped = mapped.astype(out_dtype, copy=False)
             mapped -= rows.astype(out_dtype, copy=False)
-        return mapped
+        if out is None:
+            return mapped
+        if mapped is not out:
+            out[...] = mapped
+        return out
 
     def _transform_array(self, X):
         return self._entropic_map(X, self.target_, self.potential_target_, "transform")

@@ -437,7 +437,7 @@ class _PathFits:
         step = est._chunk_rows(target.shape[0], rows.shape[1], dtype.itemsize)
         for start in range(0, rows.shape[0], step):
             chunk = slice(start, start + step)
-            out[chunk] = est._map_rows(
+            est._map_rows(
                 rows[chunk],
                 target,
                 est.potential_target_,
@@ -445,6 +445,7 @@ class _PathFits:
                 C=self.costs.rows(gamma, index[chunk]),
                 displacement=True,
                 columns=columns,
+                out=out[chunk],
             )
         return out
 

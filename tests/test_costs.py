@@ -130,6 +130,21 @@ def test_grad_h_aggregate_matches_explicit_sum(cost, density):
     np.testing.assert_allclose(got32, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("cost", COSTS, ids=repr)
+def test_validated_prox_equals_prox(cost):
+    # map evaluation's prox of its own gradient: the same values as prox;
+    # element-wise proxes overwrite the array instead of allocating one
+    rng = np.random.default_rng(8)
+    for dtype in (np.float32, np.float64):
+        Z = (rng.normal(size=(6, 12)) * 2).astype(dtype)
+        expected = cost.prox(Z)
+        got = cost._validated_prox(Z)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, expected)
+        if isinstance(cost, (ElasticL1, ElasticSTVS)):
+            assert got is Z
+
+
 def test_l1_and_stvs_closed_forms():
     z = np.array([[-3.0, -0.5, 0.0, 0.2, 2.0]])
     np.testing.assert_allclose(ElasticL1(1.0).prox(z), [[-2.0, 0, 0, 0, 1.0]])

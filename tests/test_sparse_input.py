@@ -194,8 +194,13 @@ def test_transform_densifies_sparse_input_chunk_by_chunk(monkeypatch):
 
 def test_default_chunks_bound_the_densified_rows(monkeypatch):
     # chunk_size=None: rows per chunk follow from the 64 MiB budget
-    # (8 bytes * (2 * 25 + 3 * 3000) per row -> 926 rows here), so a
-    # 2000-row sparse matrix is densified in 3 pieces, never whole.
+    # (8 bytes * (2 * 25 + 3 * 3000) per row -> 926 rows here), rounded down
+    # to whole rounds of 32-row blocks for the threads (896 on 2 threads),
+    # so a 2000-row sparse matrix is densified in 3 pieces, never whole.
+    import numba
+
+    unit = 32 * numba.get_num_threads()
+    step = 926 - 926 % unit if 926 >= unit else 926
     rng = np.random.default_rng(7)
     X = sp.random(50, 3000, density=0.02, random_state=rng, format="csr")
     y = np.repeat([0, 1], 25)
@@ -205,7 +210,8 @@ def test_default_chunks_bound_the_densified_rows(monkeypatch):
     spy = _ToarraySpy(monkeypatch)
     est.transform(new)
     # the 25 fitted target rows are densified by blocks for the dense kernels
-    assert [rows for rows in spy.rows if rows != 25] == [926, 926, 148]
+    expected = [step] * (2000 // step) + ([2000 % step] if 2000 % step else [])
+    assert [rows for rows in spy.rows if rows != 25] == expected
 
 
 def test_cross_validation_on_sparse_matches_dense():
