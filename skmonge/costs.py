@@ -195,6 +195,31 @@ class TranslationInvariantCost:
     def _validated_quadratic_matrix(self, X, Y):
         return separable.sqeuclidean_half(X, Y, check_input=False)
 
+    def linear_parts(self, X, Y):
+        r"""``(Q, L)`` with :math:`C(γ) = Q + γ L` for a cost linear in γ.
+
+        :math:`Q = ½‖x_i - y_j‖^2` as :meth:`quadratic_matrix` computes it
+        and :math:`L` the :meth:`tau_matrix` at γ = 1; a γ path computes
+        them once and each γ's cost matrix in one n×m update.
+
+        Raises
+        ------
+        ValueError
+            If τ is not γ times a fixed function (``linear_in_gamma``).
+        """
+        if not self.linear_in_gamma:
+            raise ValueError(
+                f"{type(self).__name__}'s regulariser is not linear in gamma."
+            )
+        X, Y, _ = _dense_rows_and_cloud(X, Y)
+        return self._validated_linear_parts(X, Y)
+
+    def _validated_linear_parts(self, X, Y):
+        """:meth:`linear_parts` of inputs validated as by :meth:`cost_matrix`;
+        costs with a kernel for both parts override it."""
+        unit = type(self)(**{**self._params(), "gamma": 1.0})
+        return self._validated_quadratic_matrix(X, Y), unit.tau_matrix(X, Y)
+
     def _validated_cost_matrix(self, X, Y):
         """:meth:`cost_matrix` of inputs as it validates them (dense
         C-contiguous finite ``X``, dense or CSR ``Y`` of the same float dtype
@@ -498,6 +523,12 @@ class ElasticL1(_SeparableElastic):
 
     def prox(self, Z):
         return separable.soft_threshold(as_float_2d(Z), self.gamma)
+
+    def _validated_linear_parts(self, X, Y):
+        if sp.issparse(Y):
+            return super()._validated_linear_parts(X, Y)
+        # both parts in one pass over the pairs where the kernel allows
+        return separable.separable_linear_parts(X, Y, self._kind, check_input=False)
 
     def tau_tensor(self, Z):
         r""":math:`γ‖z‖_1` row-wise on a torch tensor."""

@@ -465,7 +465,8 @@ class EntropicSparseMap(BaseMonge):
 
     def _pairwise_matrix(self, pairwise, X_source, X_target, operand=None):
         """``pairwise(rows, X_target)`` for all source rows, by chunks of
-        densified rows when ``X_source`` is sparse.
+        densified rows when ``X_source`` is sparse (a ``pairwise`` that
+        returns a tuple of matrices gives a tuple).
 
         ``operand`` (the cost's
         :meth:`~skmonge.costs.TranslationInvariantCost.cost_operand`)
@@ -481,18 +482,24 @@ class EntropicSparseMap(BaseMonge):
         m, d = X_target.shape
         if operand is not None:
             X_target = operand(X_target, n * m * dtype.itemsize)
-        C = np.empty((n, m), dtype=dtype)
         step = self._chunk_rows(m, d, dtype.itemsize)
         if self.chunk_size is None:
             # Every chunk validates the target cloud and takes its norms (a
             # few passes over it): chunks of up to an eighth of the matrix's
             # own size amortise them when the cloud is large.
             per_row = dtype.itemsize * (2 * m + 3 * d)
-            step = max(step, C.nbytes // (8 * per_row))
+            step = max(step, n * m * dtype.itemsize // (8 * per_row))
+        parts = None
         for start in range(0, n, step):
             rows = dense_rows(X_source, start, start + step, dtype)
-            C[start : start + step] = pairwise(rows, X_target)
-        return C
+            blocks = pairwise(rows, X_target)
+            single = not isinstance(blocks, tuple)
+            blocks = (blocks,) if single else blocks
+            if parts is None:
+                parts = tuple(np.empty((n, m), dtype=b.dtype) for b in blocks)
+            for part, block in zip(parts, blocks, strict=True):
+                part[start : start + step] = block
+        return parts[0] if single else parts
 
     def _map_chunk_rows(self, X):
         """Rows per chunk for map evaluation of ``X`` (ndarray or CSR)."""

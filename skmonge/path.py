@@ -329,10 +329,11 @@ class _LinearCosts:
         if not cost.linear_in_gamma:
             return self.pairwise(cost.cost_matrix, X_source, X_target)
         if self.parts is None:
-            unit = type(cost)(**{**cost._params(), "gamma": 1.0})
-            # the quadratic part as the cost computes it in a direct fit
-            quadratic = self.pairwise(unit.quadratic_matrix, X_source, X_target)
-            self.parts = (quadratic, self.pairwise(unit.tau_matrix, X_source, X_target))
+            # the parts as the cost computes them in a direct fit, from the
+            # target cloud in the form that fit's cost matrix uses
+            self.parts = self.pairwise(
+                cost.linear_parts, X_source, X_target, cost.cost_operand
+            )
         quadratic, linear = self.parts
         C = linear * linear.dtype.type(cost.gamma)
         C += quadratic

@@ -213,3 +213,16 @@ def test_quadratic_and_tau_parts_add_up_to_the_cost_matrix(name):
     np.testing.assert_allclose(parts, C, rtol=2e-6)
     if name == "elastic_l1":  # both computed without cancellation
         np.testing.assert_allclose(cost.quadratic_matrix(X, Y), Q, rtol=2e-6)
+    if not linear:
+        with pytest.raises(ValueError, match="not linear in gamma"):
+            cost.linear_parts(X, Y)
+        return
+    # the path's parts (one pass for dense ℓ1) are those parts, for a dense
+    # or a CSR cloud (where the quadratic part goes through BLAS)
+    for cloud in (Y, sp.csr_matrix(Y)):
+        Q_path, L_path = cost.linear_parts(X, cloud)
+        assert Q_path.dtype == L_path.dtype == np.float32
+        np.testing.assert_allclose(Q_path, cost.quadratic_matrix(X, cloud), rtol=1e-6)
+        np.testing.assert_allclose(L_path, unit.tau_matrix(X, cloud), rtol=1e-6)
+    Q_path, L_path = cost.linear_parts(X, Y)
+    np.testing.assert_allclose(Q_path + 0.7 * L_path, C, rtol=2e-6)

@@ -516,6 +516,32 @@ def test_column_aggregate_on_sparse_clouds_equals_naive(kind, dtype, density_y):
         np.testing.assert_allclose(G, R, rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("density", [1.0, 0.02])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_parts_match_naive(dtype, density):
+    # Q = ½‖x - y‖² and L = ‖x - y‖₁: one pass of the 2 x 2 kernel for dense
+    # clouds (odd sizes: clamped rows and columns), BLAS + the column kernel
+    # below TAU_COLUMN_DENSITY; both equal the single-part kernels
+    rng = np.random.default_rng(9)
+    X = _sparse_rows(rng, 37, 2100, density).astype(dtype)
+    Y = _sparse_rows(rng, 23, 2100, density).astype(dtype)
+    Q, L = pw.separable_linear_parts(X, Y, KIND_L1)
+    assert Q.dtype == L.dtype == dtype and Q.shape == L.shape == (37, 23)
+    D = X.astype(np.float64)[:, None, :] - Y.astype(np.float64)[None, :, :]
+    np.testing.assert_allclose(Q, 0.5 * (D * D).sum(-1), rtol=RTOL[dtype])
+    assert_pairwise_close(
+        L, ref_pairwise(X, Y, KIND_L1, 1.0), 2100, dtype, KIND_L1, 1.0
+    )
+    np.testing.assert_allclose(
+        Q, pw.separable_quadratic_pairwise(X, Y, KIND_L1), rtol=RTOL[dtype]
+    )
+    np.testing.assert_allclose(
+        L, separable_tau_pairwise(X, Y, KIND_L1, 1.0), rtol=RTOL[dtype]
+    )
+    with pytest.raises(ValueError, match="linear in gamma"):
+        pw.separable_linear_parts(X, Y, KIND_STVS)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_whole_gradient_on_the_nonzeros_equals_naive(kind, dtype):

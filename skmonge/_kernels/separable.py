@@ -65,6 +65,7 @@ __all__ = [
     "separable_tau_pairwise",
     "separable_cost_pairwise",
     "separable_quadratic_pairwise",
+    "separable_linear_parts",
     "separable_grad_tau_aggregate",
     "separable_tau_pairwise_csr",
     "separable_grad_tau_aggregate_csr",
@@ -316,6 +317,77 @@ def _pairwise_l1_kernel(X, Y, bt, half, scale, out):
         for r in range(i1 - i0):
             for j in range(m):
                 out[i0 + r, j] += acc[r, j]
+
+
+@njit(parallel=True, cache=True, fastmath=_FM_KERNEL, error_model="numpy")
+def _pairwise_l1_parts_kernel(X, Y, bt, Q, L):
+    """Q[i, j] += ½ sum_t z², L[i, j] += sum_t |z|, z = x_it - y_jt, in one
+    pass: the two sums of ``_pairwise_l1_kernel`` (half = ½, scale = 0 and
+    half = 0, scale = 1), with the same terms in the same blocks, from one
+    set of loads.
+
+    2 x 2 register micro-kernel (8 accumulations from 4 loads: a 4 x 2 one
+    would need 16 accumulators, more than the SIMD registers), blocked
+    32 rows x bt features with float64 block buffers, as in
+    ``_pairwise_l1_kernel``.
+    """
+    n, d = X.shape
+    m = Y.shape[0]
+    nblk = (n + _BR - 1) // _BR
+    for b in prange(nblk):
+        i0 = b * _BR
+        i1 = min(n, i0 + _BR)
+        acc_q = np.zeros((i1 - i0, m), dtype=np.float64)
+        acc_l = np.zeros((i1 - i0, m), dtype=np.float64)
+        for t0 in range(0, d, bt):
+            t1 = min(d, t0 + bt)
+            for j in range(0, m, 2):
+                jb = min(j + 1, m - 1)
+                y0 = Y[j, t0:t1]
+                y1 = Y[jb, t0:t1]
+                for i in range(i0, i1, 2):
+                    x0 = X[i, t0:t1]
+                    x1 = X[min(i + 1, i1 - 1), t0:t1]
+                    zero = _tc(X, 0.0, 0.0)
+                    h = _tc(X, 0.5, 0.5)
+                    q00 = zero
+                    q01 = zero
+                    q10 = zero
+                    q11 = zero
+                    l00 = zero
+                    l01 = zero
+                    l10 = zero
+                    l11 = zero
+                    for t in range(t1 - t0):
+                        z00 = abs(x0[t] - y0[t])
+                        z01 = abs(x0[t] - y1[t])
+                        z10 = abs(x1[t] - y0[t])
+                        z11 = abs(x1[t] - y1[t])
+                        q00 += z00 * (h * z00)
+                        q01 += z01 * (h * z01)
+                        q10 += z10 * (h * z10)
+                        q11 += z11 * (h * z11)
+                        l00 += z00
+                        l01 += z01
+                        l10 += z10
+                        l11 += z11
+                    two = jb > j
+                    r = i - i0
+                    acc_q[r, j] += q00
+                    acc_l[r, j] += l00
+                    if two:
+                        acc_q[r, jb] += q01
+                        acc_l[r, jb] += l01
+                    if i + 1 < i1:
+                        acc_q[r + 1, j] += q10
+                        acc_l[r + 1, j] += l10
+                        if two:
+                            acc_q[r + 1, jb] += q11
+                            acc_l[r + 1, jb] += l11
+        for r in range(i1 - i0):
+            for j in range(m):
+                Q[i0 + r, j] += acc_q[r, j]
+                L[i0 + r, j] += acc_l[r, j]
 
 
 @njit(cache=True, fastmath=_FM_SCALAR, error_model="numpy")
@@ -743,6 +815,37 @@ def separable_quadratic_pairwise(X, Y, kind, check_input=True):
     return out
 
 
+def separable_linear_parts(X, Y, kind, check_input=True):
+    r"""The parts of :math:`C(γ) = Q + γ L` of a regulariser linear in γ (ℓ1):
+    :math:`Q_{ij} = ½‖x_i - y_j‖^2` and :math:`L_{ij} = τ_{γ=1}(x_i - y_j)`.
+
+    Each part is computed as :func:`separable_quadratic_pairwise` and
+    :func:`separable_tau_pairwise` compute it, and both in one pass
+    (``_pairwise_l1_parts_kernel``) where both run the ℓ1 micro-kernel:
+    on 1,000 x 1,000 harmony cells (9,015 genes, float32) 0.49 s against
+    0.93 s for the two.
+
+    Returns
+    -------
+    Q, L : ndarrays of shape (n, m), common float dtype of X and Y.
+    """
+    X, Y = _dense_pair(X, Y, check_input)
+    _check_kind_gamma(kind, 1.0)
+    if kind != KIND_L1:
+        raise ValueError("only the ℓ1 regulariser is linear in gamma.")
+    nonzeros = _visits_nonzeros(Y, kind) if Y.size else False
+    if not _one_pass(X, Y, kind, nonzeros):
+        Q = sqeuclidean_half(X, Y, check_input=False)
+        L = _check_out(None, Q.shape, X.dtype)
+        if Q.size:
+            _add_tau_pairwise(X, Y, kind, 1.0, L, nonzeros)
+        return Q, L
+    Q = np.zeros((X.shape[0], Y.shape[0]), dtype=X.dtype)
+    L = np.zeros_like(Q)
+    _pairwise_l1_parts_kernel(X, Y, _l1_chunk(X.dtype), Q, L)
+    return Q, L
+
+
 def _check_out(out, shape, dtype):
     """``out`` (checked) or a new zero array: where a pairwise sum is added."""
     if out is None:
@@ -817,9 +920,12 @@ def _dense_to_csc(Y):
     return indptr, rows, values
 
 
-# Features per task of the column aggregate: one cache line of float32 per
-# row of X, read once into a transposed tile.
-_BT_COLUMNS = 16
+# Features per task of the column aggregate, read once into a transposed
+# tile (and written back from one) in blocks of 8 rows: 2x faster than a
+# row-by-row transposition, which took half the aggregate on 512 harmony
+# cells (9,015 genes, 6 % non-zero).
+_BT_COLUMNS = 32
+_TRANSPOSE_ROWS = 8
 
 
 @njit(inline="always", cache=True, fastmath=_FM_KERNEL)
@@ -846,9 +952,10 @@ def _column_aggregate_kernel(
     sum_j P_ij y_jt (the barycentre also only needs the non-zeros).
 
     Parallel over tiles of ``_BT_COLUMNS`` features, each read once into a
-    transposed tile (no per-feature allocations or strided loads). For ℓ1,
-    four non-zeros are combined per pass over the rows, so that the
-    accumulator and x are loaded and stored once for four weight rows.
+    transposed tile (no per-feature allocations or strided loads in the
+    loops over non-zeros). For ℓ1, four non-zeros are combined per pass
+    over the rows, so that the accumulator and x are loaded and stored once
+    for four weight rows.
     """
     n, d = X.shape
     zero = _tc(X, 0.0, 0.0)
@@ -859,9 +966,10 @@ def _column_aggregate_kernel(
         xs = np.empty((t1 - t0, n), dtype=X.dtype)
         acc = np.empty((t1 - t0, n), dtype=X.dtype)
         gx = np.empty(n, dtype=X.dtype)
-        for i in range(n):
+        for r0 in range(0, n, _TRANSPOSE_ROWS):
             for t in range(t0, t1):
-                xs[t - t0, i] = X[i, t]
+                for i in range(r0, min(n, r0 + _TRANSPOSE_ROWS)):
+                    xs[t - t0, i] = X[i, t]
         for t in range(t0, t1):
             x = xs[t - t0]
             o = acc[t - t0]
@@ -909,9 +1017,10 @@ def _column_aggregate_kernel(
                     for i in range(n):
                         o[i] += w[i] * (grad_tau_stvs(x[i] - y, gamma) - gx[i] - h)
                 k += 1
-        for i in range(n):
+        for r0 in range(0, n, _TRANSPOSE_ROWS):
             for t in range(t0, t1):
-                out[i, t] = acc[t - t0, i]
+                for i in range(r0, min(n, r0 + _TRANSPOSE_ROWS)):
+                    out[i, t] = acc[t - t0, i]
 
 
 def _column_aggregate(X, csc, P, kind, gamma, with_h=False):
