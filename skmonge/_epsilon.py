@@ -33,7 +33,7 @@ from numba import njit, prange
 
 from ._kernels.fastmath import _fexp
 from ._kernels.sinkhorn import _exact_row_weights, _row_max_logit, _row_spread
-from .sinkhorn import sinkhorn
+from .sinkhorn import _check_cost, sinkhorn
 
 __all__ = [
     "WarmStart",
@@ -180,9 +180,11 @@ def perplexity_epsilon(
         scale = float(np.abs(C).mean(dtype=np.float64))
         eps = scale if scale > 0 else 1.0
         return eps, sinkhorn(C, eps, a, b, tol=_SEARCH_TOL, dtype=dtype, warn=False)
+    # checked once here (one pass), not again by each solve of the search
+    C, largest_cost = _check_cost(C, return_scale=True)
     spread = float(_row_spread(C))
     target, rows = search_inputs(
-        spread, float(np.abs(C).max()), perplexity, n_support, C.shape[0]
+        spread, largest_cost, perplexity, n_support, C.shape[0]
     )
 
     def solve(eps, warm):
@@ -198,6 +200,7 @@ def perplexity_epsilon(
             g_init=g_init,
             dtype=dtype,
             warn=False,
+            cost_scale=largest_cost,
         )
         return res, float(np.median(plan_perplexity(C, res.g, eps, b_arr, rows)))
 

@@ -702,6 +702,7 @@ def sinkhorn(
     epsilon_decay=0.5,
     epsilon_init=None,
     relaxation="auto",
+    cost_scale=None,
 ):
     r"""Entropic optimal transport by stabilised (absorbed) Sinkhorn iterations.
 
@@ -758,6 +759,11 @@ def sinkhorn(
         (:math:`ω = 2 / (1 + \sqrt{1 - λ})`), ``1.0`` is plain Sinkhorn. The
         final iterations are always plain steps, so the stopping rule and
         the fixed point are those of plain Sinkhorn.
+    cost_scale : float, default=None
+        :math:`\max_{ij} |C_{ij}|`, from a caller that has validated ``C``
+        (a finite, C-contiguous float32 or float64 array): the pass over
+        ``C`` that checks it and finds this scale is then skipped. The ε
+        search runs several solves on one cost matrix.
 
     Returns
     -------
@@ -766,7 +772,10 @@ def sinkhorn(
         row-marginal error, and ``cost`` =
         :math:`\langle a,f\rangle+\langle b,g\rangle`.
     """
-    C, largest_cost = _check_cost(C, return_scale=True)
+    if cost_scale is None:
+        C, largest_cost = _check_cost(C, return_scale=True)
+    else:
+        largest_cost = float(cost_scale)
     epsilon = _check_epsilon(epsilon)
     n, m = C.shape
     a = _check_weights(a, n, "a")

@@ -79,6 +79,34 @@ def test_perplexity_is_capped_at_half_the_target_sample():
     assert eps1 > 0 and np.isfinite(eps1)
 
 
+def test_the_search_checks_the_cost_matrix_once(monkeypatch):
+    # each of the search's loose solves used to check C again (a pass over
+    # the n x m matrix); the scale found once is passed on, same result
+    import skmonge.sinkhorn as sinkhorn_module
+
+    C = _cost(clusters=True)
+    expected_eps, expected = perplexity_epsilon(C, 20)
+    passes = []
+    max_abs = sinkhorn_module.max_abs
+
+    def counting(A):
+        passes.append(A.shape)
+        return max_abs(A)
+
+    monkeypatch.setattr(sinkhorn_module, "max_abs", counting)
+    eps, result = perplexity_epsilon(C, 20)
+    assert passes == [C.shape]
+    assert eps == expected_eps
+    np.testing.assert_array_equal(result.g, expected.g)
+    # sinkhorn given the scale solves the same problem as without it
+    scale = float(np.abs(C).max())
+    plain = sinkhorn(C, 0.5, tol=1e-9, max_iter=5000)
+    given = sinkhorn(C, 0.5, tol=1e-9, max_iter=5000, cost_scale=scale)
+    np.testing.assert_array_equal(given.f, plain.f)
+    with pytest.raises(ValueError, match="too small"):
+        sinkhorn(C, scale * 1e-20, cost_scale=scale)
+
+
 def test_perplexity_epsilon_rejects_a_constant_cost():
     with pytest.raises(ValueError, match="pass an absolute epsilon"):
         perplexity_epsilon(np.ones((4, 5)), 3)
