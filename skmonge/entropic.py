@@ -38,6 +38,7 @@ from ._arrays import all_finite
 from ._base import BaseMonge, dense_rows
 from ._dask import accepts_dask
 from ._epsilon import perplexity_epsilon
+from ._kernels.separable import ROW_BLOCK
 from ._progress import progress_over, show_progress
 from .costs import TranslationInvariantCost, make_cost
 from .sinkhorn import gibbs_weights, sinkhorn
@@ -47,12 +48,12 @@ __all__ = ["EntropicSparseMap"]
 # Bound on the temporaries of one map-evaluation chunk: the chunk's n_c x m
 # cost/weight matrices plus its n_c x d gradient and output.
 _CHUNK_BYTES = 64 * 2**20
-# Rows per block of the parallel pairwise kernels (their unit of work): a
-# chunk of at least one block per thread is rounded down to whole rounds of
-# blocks, so that no thread idles while another computes a last block. With
-# 34,000 genes the budget gives 158 rows, 5 blocks on 2 threads: the chunks'
-# cost rows took 3.55 s for 3,072 cells against 2.9 s in chunks of 192.
-_ROW_BLOCK = 32
+# A chunk of at least one block of rows of the parallel pairwise kernels
+# (ROW_BLOCK, their unit of work) per thread is rounded down to whole
+# rounds of blocks, so that no thread idles while another computes a last
+# block. With 34,000 genes the budget gives 158 rows, 5 blocks on 2
+# threads: the chunks' cost rows took 3.55 s for 3,072 cells against 2.9 s
+# in chunks of 192.
 
 
 # |x| beyond which ½‖x - y‖² overflows float64 (1e308), and below which the
@@ -454,7 +455,7 @@ class EntropicSparseMap(BaseMonge):
             return int(self.chunk_size)
         per_row = itemsize * (2 * n_other + 3 * n_features)
         rows = int(max(1, min(4096, _CHUNK_BYTES // per_row)))
-        unit = _ROW_BLOCK * numba.get_num_threads()
+        unit = ROW_BLOCK * numba.get_num_threads()
         return rows - rows % unit if rows >= unit else rows
 
     def _fit_cost_matrix(self, cost, X_source, X_target):
@@ -600,9 +601,9 @@ class EntropicSparseMap(BaseMonge):
             grad = cost._validated_grad_h_aggregate(
                 rows, support, P.astype(rows.dtype, copy=False), columns
             )
-            # x - prox, in the prox's (fresh) array: no third chunk-sized array
-            # the gradient is ours: the prox may overwrite it, and x - prox
-            # goes to the output when it has the computation's dtype
+            # The gradient is ours, so the prox may overwrite it; x - prox
+            # goes straight to the output when that has the computation's
+            # dtype: no further chunk-sized array.
             mapped = cost._validated_prox(grad)
             if out is not None and out.dtype == mapped.dtype:
                 mapped = np.subtract(rows, mapped, out=out)

@@ -90,6 +90,9 @@ _BIG_U = 2.0**60
 # Block sizes. L1 pairwise: 32 rows x chunk of X stay in L2 (256 KiB), the
 # two y-row chunks of the 4 x 2 micro-kernel in L1.
 _BR = 32
+# rows per parallel task of the pairwise kernels, for callers that size
+# chunks of rows to whole rounds of tasks
+ROW_BLOCK = _BR
 _BT_L1_F32 = 2048
 _BT_L1_F64 = 1024
 # STVS pairwise: a product of <= 240 mantissas in [sqrt(1/2), sqrt(2)) lies
