@@ -499,7 +499,7 @@ def test_column_aggregate_on_sparse_clouds_equals_naive(kind, dtype, density_y):
     # feature by feature; ties x_it = y_jt != 0, signs, empty rows and
     # columns, and exact zero weights must all come out as the naive sum.
     # At 38 % most columns hold more than the 4 non-zeros that the ℓ1 kernel
-    # combines per pass, plus a remainder; 41 features span 3 feature tiles.
+    # combines per pass, plus a remainder; 41 features span 2 tiles of 32.
     rng = np.random.default_rng(5)
     X, Y = _sparse_clouds_with_edge_cases(rng, (23, 17, 41), (0.25, density_y), dtype)
     assert np.count_nonzero(Y) < pw.COLUMN_AGGREGATE_DENSITY * Y.size
