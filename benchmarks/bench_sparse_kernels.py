@@ -10,10 +10,12 @@ Kang 2018 harmony cells (9,015 genes, 6.3 % non-zero) thinned to lower
 densities by zeroing random entries, or made denser by filling random
 zeros with small positive values (all of them: "dense").
 
-The regulariser part of the cost matrix has three kernels too: the dense
-SIMD one over every triple (``C dense``), and the column kernel, which
-evaluates τ only on pairs of non-zeros, for a dense array (``C cols``, used
-below ``TAU_COLUMN_DENSITY``) or a CSR matrix (``C csr``); above it a CSR
+The regulariser part of the cost matrix has these kernels: the dense SIMD
+one over every triple (``C dense``); the column kernel, which evaluates τ
+only on pairs of non-zeros, for a dense array (``C cols``, used below
+``TAU_COLUMN_DENSITY``) or a CSR matrix (``C csr``); for STVS, the targets
+kernel over the non-zeros of the target cloud for every source row (``C
+tgts``, used from there up to ``TAU_TARGET_DENSITY``); above that a CSR
 cloud runs the dense kernel on densified blocks of its rows (``C blocks``).
 
 The gradient aggregation has three kernels: the dense one, over every
@@ -55,7 +57,7 @@ def main():
     print("800 x 800 cells, 9015 genes, float32; seconds (best of 3)")
     print(
         f"{'density':>8} {'tau':<5}{'C dense':>9}{'C cols':>9}{'C csr':>9}"
-        f"{'C blocks':>9}"
+        f"{'C blocks':>9}{'C tgts':>9}"
         f"{'dense/cols':>11}{'agg dense':>11}{'agg cols':>10}{'agg csr':>9}"
         f"{'dense/cols':>11}"
     )
@@ -88,10 +90,15 @@ def main():
                 Xd[:2], sp.csr_matrix(Yd[:2]), P[:2, :2], kind, 1.0
             )
             agg = (Xd[:200], Yd, P, kind, 1.0)
-            cutoffs = pw.COLUMN_AGGREGATE_DENSITY, dict(pw.TAU_COLUMN_DENSITY)
+            cutoffs = (
+                pw.COLUMN_AGGREGATE_DENSITY,
+                dict(pw.TAU_COLUMN_DENSITY),
+                dict(pw.TAU_TARGET_DENSITY),
+            )
             # the dense kernels, whatever Y
             pw.COLUMN_AGGREGATE_DENSITY = 0.0
             pw.TAU_COLUMN_DENSITY[kind] = 0.0
+            pw.TAU_TARGET_DENSITY[kind] = 0.0
             dense_c = _best(pw.separable_tau_pairwise, Xd, Yd, kind, 1.0)
             blocks_c = _best(pw.separable_tau_pairwise_csr, Xd, Ys, kind, 1.0)
             dense_agg = _best(pw.separable_grad_tau_aggregate, *agg)
@@ -101,13 +108,23 @@ def main():
             column_c = _best(pw.separable_tau_pairwise, Xd, Yd, kind, 1.0)
             csr_c = _best(pw.separable_tau_pairwise_csr, Xd, Ys, kind, 1.0)
             column_agg = _best(pw.separable_grad_tau_aggregate, *agg)
-            pw.COLUMN_AGGREGATE_DENSITY, pw.TAU_COLUMN_DENSITY = cutoffs
+            targets_c = np.nan
+            if kind == pw.KIND_STVS:
+                pw.TAU_COLUMN_DENSITY[kind] = 0.0
+                pw.TAU_TARGET_DENSITY[kind] = 1.01
+                targets_c = _best(pw.separable_tau_pairwise, Xd, Yd, kind, 1.0)
+            (
+                pw.COLUMN_AGGREGATE_DENSITY,
+                pw.TAU_COLUMN_DENSITY,
+                pw.TAU_TARGET_DENSITY,
+            ) = cutoffs
             csr_agg = _best(
                 pw.separable_grad_tau_aggregate_csr, Xd[:200], Ys, P, kind, 1.0
             )
             print(
                 f"{density:>8.3%} {name:<5}{dense_c:>9.3f}{column_c:>9.3f}"
-                f"{csr_c:>9.3f}{blocks_c:>9.3f}{dense_c / column_c:>11.1f}"
+                f"{csr_c:>9.3f}{blocks_c:>9.3f}{targets_c:>9.3f}"
+                f"{dense_c / column_c:>11.1f}"
                 f"{dense_agg:>11.3f}"
                 f"{column_agg:>10.3f}{csr_agg:>9.3f}{dense_agg / column_agg:>11.1f}"
             )

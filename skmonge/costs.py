@@ -489,7 +489,7 @@ class _SeparableElastic(TranslationInvariantCost):
     def _densifies(self, Y):
         # the regulariser's kernel visits the non-zeros of very sparse clouds
         density = Y.nnz / max(1, Y.shape[0] * Y.shape[1])
-        return density >= separable.TAU_COLUMN_DENSITY[self._kind]
+        return separable.tau_route_for_density(density, self._kind) == "dense"
 
     def _grad_h_aggregate_sparse(self, X, Y, P, columns):
         return separable.separable_grad_h_aggregate_sparse(

@@ -613,13 +613,13 @@ def test_csr_kernels_equal_dense_kernels(kind, dtype):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_csr_cloud_in_dense_blocks_equals_naive(kind, dtype, monkeypatch):
-    # A CSR cloud above TAU_COLUMN_DENSITY goes through the dense kernels on
+    # A CSR cloud on the dense route goes through the dense kernels on
     # densified blocks of its rows; blocks of 3 rows (budget of 3 rows of
     # 53 features) cover 23 rows unevenly, so a misplaced block shows
     rng = np.random.default_rng(13)
-    X, Y = _sparse_clouds_with_edge_cases(rng, (19, 23, 53), (0.5, 0.45), dtype)
+    X, Y = _sparse_clouds_with_edge_cases(rng, (19, 23, 53), (0.5, 0.7), dtype)
     Ys = sp.csr_matrix(Y)
-    assert Ys.nnz >= pw.TAU_COLUMN_DENSITY[kind] * Y.size
+    assert pw.tau_route_for_density(Ys.nnz / Y.size, kind) == "dense"
     itemsize = np.dtype(dtype).itemsize
     monkeypatch.setattr(pw, "_DENSE_BLOCK_BYTES", 3 * 53 * itemsize)
     blocks = list(pw.dense_row_blocks(Ys, dtype))
@@ -715,10 +715,49 @@ def test_density_choice_on_sampled_rows_matches_the_full_count(kind):
     # the pairwise τ kernels choose their variant from the density of at most
     # 64 evenly spaced rows of the cloud (reproducible: the same rows)
     rng = np.random.default_rng(5)
-    threshold = pw.TAU_COLUMN_DENSITY[kind]
-    for m in (10, 64, 500):
-        for density in (0.5 * threshold, 2.0 * threshold):
-            Y = rng.standard_normal((m, 4000)) * (rng.random((m, 4000)) < density)
-            full = np.count_nonzero(Y) < threshold * Y.size
-            assert pw._visits_nonzeros(Y, kind) == full
-            assert pw._visits_nonzeros(Y, kind) == pw._visits_nonzeros(Y, kind)
+    thresholds = [pw.TAU_COLUMN_DENSITY[kind], pw.TAU_TARGET_DENSITY.get(kind)]
+    for threshold in filter(None, thresholds):
+        for m in (10, 64, 500):
+            for density in (0.5 * threshold, min(0.95, 1.6 * threshold)):
+                Y = rng.standard_normal((m, 4000)) * (rng.random((m, 4000)) < density)
+                full = pw.tau_route_for_density(np.count_nonzero(Y) / Y.size, kind)
+                assert pw._tau_route(Y, kind) == full
+                assert pw._tau_route(Y, kind) == pw._tau_route(Y, kind)
+
+
+def test_tau_routes_by_density():
+    # ℓ1: pairs of non-zeros or dense; STVS also over the targets' non-zeros
+    route = pw.tau_route_for_density
+    assert route(0.01, pw.KIND_L1) == "pairs"
+    assert route(0.3, pw.KIND_L1) == "dense"
+    assert route(0.01, pw.KIND_STVS) == "pairs"
+    assert route(0.3, pw.KIND_STVS) == "targets"
+    assert route(0.9, pw.KIND_STVS) == "dense"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stvs_over_target_nonzeros_equals_naive(dtype):
+    # 37 rows (a task of 32 and one of 5, padded), 530 features (tiles of
+    # 240, 240 and 50), an empty row and column in each cloud and ties: the
+    # targets kernel, chosen at 30 % non-zeros, against the float64 sum
+    rng = np.random.default_rng(21)
+    X, Y = _sparse_clouds_with_edge_cases(rng, (37, 29, 530), (0.4, 0.3), dtype)
+    assert pw._tau_route(Y, pw.KIND_STVS) == "targets"
+    R = ref_pairwise(X, Y, pw.KIND_STVS, 0.8)
+    for C in (
+        pw.separable_tau_pairwise(X, Y, pw.KIND_STVS, 0.8),
+        pw.separable_tau_pairwise_csr(X, sp.csr_matrix(Y), pw.KIND_STVS, 0.8),
+    ):
+        assert C.dtype == dtype
+        assert_pairwise_close(C, R, 530, dtype, pw.KIND_STVS, 0.8)
+    # added to a given array, as the cost matrix does
+    out = np.ones((37, 29), dtype=dtype)
+    pw.separable_tau_pairwise(X, Y, pw.KIND_STVS, 0.8, out=out)
+    assert_pairwise_close(out, R + 1.0, 530, dtype, pw.KIND_STVS, 0.8)
+    # every route gives the same matrix on the same clouds
+    for route in ("dense", "pairs", "targets"):
+        out = np.zeros((37, 29), dtype=dtype)
+        pw._add_tau_pairwise(X, Y, pw.KIND_STVS, 0.8, out, route)
+        assert_pairwise_close(out, R, 530, dtype, pw.KIND_STVS, 0.8)
+    with pytest.raises(ValueError, match="only implemented for STVS"):
+        pw._add_tau_pairwise(X, Y, pw.KIND_L1, 0.8, out, "targets")
