@@ -761,3 +761,9 @@ def test_stvs_over_target_nonzeros_equals_naive(dtype):
         assert_pairwise_close(out, R, 530, dtype, pw.KIND_STVS, 0.8)
     with pytest.raises(ValueError, match="only implemented for STVS"):
         pw._add_tau_pairwise(X, Y, pw.KIND_L1, 0.8, out, "targets")
+    # the whole cost, ½‖x - y‖² summed in the same pass
+    diff = X.astype(np.float64)[:, None, :] - Y.astype(np.float64)[None, :, :]
+    Q = 0.5 * np.einsum("ijk,ijk->ij", diff, diff)
+    C = pw.separable_cost_pairwise(X, Y, pw.KIND_STVS, 0.8)
+    assert C.dtype == dtype and C.flags.c_contiguous
+    assert_pairwise_close(C, R + Q, 530, dtype, pw.KIND_STVS, 0.8)
