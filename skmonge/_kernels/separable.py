@@ -1249,9 +1249,9 @@ def _stvs_pairwise_targets_kernel(X, indptr, rows, values, gamma, half_sq, out):
               + \sum_{t:\, y_t \ne 0} \big[τ(x_t - y_t) - τ(x_t)\big]
 
     (exact since τ(0) = 0; likewise for the square). A task takes 32 rows
-    of X, transposed per tile of features with their τ(x_t); each non-zero
-    y_jt then updates the 32 accumulators of column j with contiguous SIMD
-    loads, no scatter. As in
+    of X, transposed per tile of features with their τ(x_t) (plus the
+    square); each non-zero y_jt then updates the 32 accumulators of column
+    j with contiguous SIMD loads, no scatter. As in
     :func:`_pairwise_stvs_kernel`, log w is not taken per element: each
     accumulator pair holds sum_t (u/w + k log 2 - τ(x_t)) and prod_t m
     (w = 2^k m), folded into float64 with one log per tile.
@@ -1275,7 +1275,8 @@ def _stvs_pairwise_targets_kernel(X, indptr, rows, values, gamma, half_sq, out):
         sums = np.zeros((m, _BR), dtype=X.dtype)
         prods = np.ones((m, _BR), dtype=X.dtype)
         tau_rows = np.zeros(_BR)
-        # rows past n stay 0 (their sums are computed and dropped)
+        # rows past n stay 0 (their sums are computed and dropped);
+        # tau_xt: τ(x)/γ² + half_sq x²/γ², the terms a non-zero y replaces
         xt = np.zeros((_BT_STVS_TARGETS, _BR), dtype=X.dtype)
         tau_xt = np.zeros((_BT_STVS_TARGETS, _BR), dtype=X.dtype)
         for t0 in range(0, d, _BT_STVS_TARGETS):
