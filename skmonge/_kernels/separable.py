@@ -409,6 +409,19 @@ def _stvs_split_terms(a, b, c, one, big):
     return u / w, k, m
 
 
+@njit(inline="always", cache=True)
+def _stvs_constants(X, gamma):
+    """Constants of the pairwise STVS kernels in X's dtype: 1 / (2 gamma)
+    (u = c |z|), 1, 0, the bound of _stvs_split_terms' big-u branch, log 2."""
+    return (
+        _tc(X, 0.5, 0.5) / gamma,
+        _tc(X, 1.0, 1.0),
+        _tc(X, 0.0, 0.0),
+        _tc(X, _BIG_U, _BIG_U),
+        _tc(X, _LN2, _LN2),
+    )
+
+
 @njit(parallel=True, cache=True, fastmath=_FM_KERNEL, error_model="numpy")
 def _pairwise_stvs_kernel(X, Y, gamma, scale, out):
     """out[i, j] += scale * sum_t tau_stvs(x_it - y_jt) / gamma^2, blocked.
@@ -422,11 +435,7 @@ def _pairwise_stvs_kernel(X, Y, gamma, scale, out):
     """
     n, d = X.shape
     m = Y.shape[0]
-    c = _tc(X, 0.5, 0.5) / gamma
-    one = _tc(X, 1.0, 1.0)
-    zero = _tc(X, 0.0, 0.0)
-    big = _tc(X, _BIG_U, _BIG_U)
-    ln2 = _tc(X, _LN2, _LN2)
+    c, one, zero, big, ln2 = _stvs_constants(X, gamma)
     nblk = (n + _BR - 1) // _BR
     for b in prange(nblk):
         i0 = b * _BR
@@ -1258,11 +1267,7 @@ def _stvs_pairwise_targets_kernel(X, indptr, rows, values, gamma, half_sq, out):
     """
     n, d = X.shape
     m = out.shape[1]
-    c = _tc(X, 0.5, 0.5) / gamma
-    one = _tc(X, 1.0, 1.0)
-    zero = _tc(X, 0.0, 0.0)
-    big = _tc(X, _BIG_U, _BIG_U)
-    ln2 = _tc(X, _LN2, _LN2)
+    c, one, zero, big, ln2 = _stvs_constants(X, gamma)
     inv_g2 = one / (gamma * gamma)
     # sums run in units of gamma^2, as the tau terms
     sq = _tc(X, half_sq, half_sq) * inv_g2
