@@ -220,10 +220,12 @@ class TranslationInvariantCost:
         unit = type(self)(**{**self._params(), "gamma": 1.0})
         return self._validated_quadratic_matrix(X, Y), unit.tau_matrix(X, Y)
 
-    def _validated_cost_matrix(self, X, Y):
+    def _validated_cost_matrix(self, X, Y, columns=None):
         """:meth:`cost_matrix` of inputs as it validates them (dense
         C-contiguous finite ``X``, dense or CSR ``Y`` of the same float dtype
-        and width); costs with a kernel for the whole cost override it."""
+        and width); costs with a kernel for the whole cost override it.
+        ``columns``: :meth:`support_columns` of ``Y``, for kernels that visit
+        its non-zeros by feature (unused here)."""
         C = self._validated_quadratic_matrix(X, Y)
         if not self.is_quadratic:
             self._add_tau_matrix(X, Y, C)
@@ -466,12 +468,21 @@ class _SeparableElastic(TranslationInvariantCost):
             X, Y, self._kind, check_input=False
         )
 
-    def _validated_cost_matrix(self, X, Y):
+    def _validated_cost_matrix(self, X, Y, columns=None):
         if sp.issparse(Y):
+            if self._route(Y) == "targets":
+                # STVS over the non-zeros of Y by feature, the square included:
+                # neither BLAS on densified blocks nor a CSC copy per call
+                if not columns:
+                    columns = separable.sparse_columns(Y)
+                return separable.stvs_cost_over_target_nonzeros(
+                    X, columns, Y.shape[0], self.gamma
+                )
             return super()._validated_cost_matrix(X, Y)
-        # one pass for ½‖z‖² + τ(z) where the kernel has one (dense ℓ1)
+        # one pass for ½‖z‖² + τ(z) where the kernel has one (dense ℓ1, and
+        # STVS over the non-zeros of Y, given by ``columns`` when known)
         return separable.separable_cost_pairwise(
-            X, Y, self._kind, self.gamma, check_input=False
+            X, Y, self._kind, self.gamma, check_input=False, columns=columns or None
         )
 
     def _add_tau_matrix(self, X, Y, C):
@@ -487,9 +498,14 @@ class _SeparableElastic(TranslationInvariantCost):
         return False if columns is None else columns
 
     def _densifies(self, Y):
-        # the regulariser's kernel visits the non-zeros of very sparse clouds
+        # the regulariser's kernel visits the non-zeros of sparse clouds
+        return self._route(Y) == "dense"
+
+    def _route(self, Y):
+        """How the τ kernels visit the sparse cloud ``Y``
+        (:func:`~skmonge._kernels.separable.tau_route_for_density`)."""
         density = Y.nnz / max(1, Y.shape[0] * Y.shape[1])
-        return separable.tau_route_for_density(density, self._kind) == "dense"
+        return separable.tau_route_for_density(density, self._kind)
 
     def _grad_h_aggregate_sparse(self, X, Y, P, columns):
         return separable.separable_grad_h_aggregate_sparse(

@@ -594,7 +594,9 @@ class EntropicSparseMap(BaseMonge):
             # dtype: no per-chunk validation pass over the cloud
             if C is None:
                 C = cost._validated_cost_matrix(
-                    rows, support if cost_support is None else cost_support
+                    rows,
+                    support if cost_support is None else cost_support,
+                    columns=columns,
                 )
                 _check_costs_finite(C, "rows of X and the fitted points")
             P, _ = gibbs_weights(C, potential, self.epsilon_)

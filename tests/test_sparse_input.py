@@ -340,3 +340,51 @@ def test_map_evaluation_validates_the_fitted_cloud_once(cost, monkeypatch):
     out = est.transform(new)
     assert calls == []  # 8 chunks, no per-chunk validation
     np.testing.assert_allclose(out, reference, rtol=1e-12, atol=1e-12)
+
+
+def test_map_evaluation_finds_the_clouds_columns_once(monkeypatch):
+    # STVS on a dense cloud with 30 % non-zeros: every chunk's cost matrix
+    # runs over the cloud's non-zeros by feature, which the transform finds
+    # once (support_columns) instead of once per chunk (0.16 s each on
+    # 600 x 34,000 cells)
+    from skmonge._kernels import separable
+
+    rng = np.random.default_rng(14)
+    X = rng.exponential(size=(80, 60)) * (rng.random((80, 60)) < 0.3)
+    y = np.repeat([0, 1], 40)
+    new = rng.exponential(size=(50, 60)) * (rng.random((50, 60)) < 0.3)
+    reference = EntropicSparseMap(cost="elastic_stvs", gamma=0.3).fit(X, y)
+    est = EntropicSparseMap(cost="elastic_stvs", gamma=0.3, chunk_size=7).fit(X, y)
+    assert not sp.issparse(est.target_)
+    assert separable._tau_route(est.target_, separable.KIND_STVS) == "targets"
+    calls = []
+    to_csc = separable._dense_to_csc
+
+    def counted(Y):
+        calls.append(Y.shape)
+        return to_csc(Y)
+
+    monkeypatch.setattr(separable, "_dense_to_csc", counted)
+    out = est.transform(new)
+    assert calls == [(40, 60)]  # the cloud once, not once for each of 8 chunks
+    np.testing.assert_allclose(out, reference.transform(new), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stvs_cost_on_a_csr_cloud_over_its_nonzeros(dtype, monkeypatch):
+    # a CSR cloud with 30 % non-zeros stays CSR (cost_operand) and its STVS
+    # cost, square included, runs over its non-zeros: no densified rows
+    rng = np.random.default_rng(15)
+    X = (rng.exponential(size=(37, 300)) * (rng.random((37, 300)) < 0.4)).astype(dtype)
+    Yd = rng.exponential(size=(23, 300)) * (rng.random((23, 300)) < 0.3)
+    Y = sp.csr_matrix(Yd.astype(dtype))
+    c = make_cost("elastic_stvs", gamma=0.6)
+    assert c.cost_operand(Y) is Y
+    spy = _ToarraySpy(monkeypatch)
+    C = c.cost_matrix(X, Y)
+    assert spy.rows == [] and C.dtype == dtype
+    rtol = 1e-5 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(C, c.cost_matrix(X, Yd.astype(dtype)), rtol=rtol)
+    diff = X.astype(np.float64)[:, None, :] - Yd[None, :, :]
+    naive = 0.5 * (diff**2).sum(-1) + c.tau(diff.reshape(-1, 300)).reshape(37, 23)
+    np.testing.assert_allclose(C, naive, rtol=rtol)

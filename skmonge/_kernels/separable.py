@@ -66,6 +66,7 @@ __all__ = [
     "separable_cost_pairwise",
     "separable_quadratic_pairwise",
     "separable_linear_parts",
+    "stvs_cost_over_target_nonzeros",
     "separable_grad_tau_aggregate",
     "separable_tau_pairwise_csr",
     "separable_grad_tau_aggregate_csr",
@@ -756,12 +757,14 @@ def tau_route_for_density(density, kind):
 _DENSITY_ROWS = 64
 
 
-def _add_tau_pairwise(X, Y, kind, gamma, out, route):
+def _add_tau_pairwise(X, Y, kind, gamma, out, route, columns=None):
     """``out += [τ(x_i - y_j)]`` for validated dense inputs (``route``:
-    :func:`_tau_route` of ``Y``)."""
+    :func:`_tau_route` of ``Y``; ``columns``: its CSC arrays, if known)."""
     if route != "dense":
+        if columns is None:
+            columns = _dense_to_csc(Y)
         return _tau_pairwise_sparse_target(
-            X, _dense_to_csc(Y), Y.shape[0], kind, gamma, out, route
+            X, columns, Y.shape[0], kind, gamma, out, route
         )
     if kind == KIND_L1:
         _pairwise_l1_kernel(X, Y, _l1_chunk(X.dtype), 0.0, float(gamma), out)
@@ -774,7 +777,7 @@ def _l1_chunk(dtype):
     return _BT_L1_F32 if dtype == np.float32 else _BT_L1_F64
 
 
-def separable_cost_pairwise(X, Y, kind, gamma, check_input=True):
+def separable_cost_pairwise(X, Y, kind, gamma, check_input=True, columns=None):
     r"""Pairwise elastic cost :math:`C_{ij} = ½‖x_i - y_j‖^2 + \sum_t
     τ_1(x_{it} - y_{jt})` of dense clouds.
 
@@ -798,6 +801,11 @@ def separable_cost_pairwise(X, Y, kind, gamma, check_input=True):
         Regularisation strength (> 0).
     check_input : bool, default=True
         Validate and coerce ``X`` and ``Y``, as in :func:`sqeuclidean_half`.
+    columns : tuple of arrays, default=None
+        The CSC arrays of ``Y`` (:func:`sparse_columns`), for callers that
+        evaluate many chunks of rows against the same cloud: building them
+        is two branchy passes over ``Y`` (0.16 s for 600 x 34,000 cells at
+        29 % non-zeros), which chunks of 128 rows would otherwise repeat.
 
     Returns
     -------
@@ -806,21 +814,18 @@ def separable_cost_pairwise(X, Y, kind, gamma, check_input=True):
     X, Y = _dense_pair(X, Y, check_input)
     _check_kind_gamma(kind, gamma)
     route = _tau_route(Y, kind) if Y.size else "dense"
+    if route != "dense" and columns is None:
+        columns = _dense_to_csc(Y)
     if _one_pass(X, Y, kind, route):
         out = np.zeros((X.shape[0], Y.shape[0]), dtype=X.dtype)
         _pairwise_l1_kernel(X, Y, _l1_chunk(X.dtype), 0.5, float(gamma), out)
         return out
     if route == "targets" and X.shape[0] > 0:
-        # both terms in one pass over the non-zeros of Y, no BLAS product
-        C = np.zeros((X.shape[0], Y.shape[0]), dtype=X.dtype)
-        indptr, rows, values = _dense_to_csc(Y)
-        g = X.dtype.type(gamma)
-        _stvs_pairwise_targets_kernel(X, indptr, rows, values, g, 0.5, C)
-        return C
+        return stvs_cost_over_target_nonzeros(X, columns, Y.shape[0], gamma)
     C = sqeuclidean_half(X, Y, check_input=False)
     if X.shape[0] == 0 or Y.shape[0] == 0:
         return C
-    return _add_tau_pairwise(X, Y, kind, gamma, C, route)
+    return _add_tau_pairwise(X, Y, kind, gamma, C, route, columns)
 
 
 def _one_pass(X, Y, kind, route):
@@ -1315,6 +1320,24 @@ def _stvs_pairwise_targets_kernel(X, indptr, rows, values, gamma, half_sq, out):
         for r in range(nr):
             for j in range(m):
                 out[i0 + r, j] += scale * (tau_rows[r] + acc[j, r])
+
+
+def stvs_cost_over_target_nonzeros(X, columns, n_targets, gamma):
+    r"""Whole elastic-STVS cost :math:`C_{ij} = ½‖x_i - y_j‖^2 + τ(x_i - y_j)`
+    in one pass over the non-zeros of the cloud ``Y``, given by its CSC
+    arrays (:func:`sparse_columns`; ``Y`` dense or CSR): no BLAS product
+    and no densified ``Y``.
+
+    Returns
+    -------
+    ndarray of shape (n, n_targets), X's dtype (the values' dtype).
+    """
+    C = np.zeros((X.shape[0], n_targets), dtype=X.dtype)
+    if X.shape[0] and n_targets:
+        indptr, rows, values = columns
+        g = X.dtype.type(gamma)
+        _stvs_pairwise_targets_kernel(X, indptr, rows, values, g, 0.5, C)
+    return C
 
 
 def _tau_pairwise_sparse_target(X, columns, n_targets, kind, gamma, out, route):
