@@ -388,3 +388,28 @@ def test_stvs_cost_on_a_csr_cloud_over_its_nonzeros(dtype, monkeypatch):
     diff = X.astype(np.float64)[:, None, :] - Yd[None, :, :]
     naive = 0.5 * (diff**2).sum(-1) + c.tau(diff.reshape(-1, 300)).reshape(37, 23)
     np.testing.assert_allclose(C, naive, rtol=rtol)
+
+
+def test_stvs_cost_on_a_csr_cloud_with_duplicate_entries():
+    # duplicates of one coordinate add up (scipy's convention), also on the
+    # route over the cloud's non-zeros; the caller's matrix is left alone
+    rng = np.random.default_rng(16)
+    X = rng.exponential(size=(9, 40))
+    Yd = rng.exponential(size=(6, 40)) * (rng.random((6, 40)) < 0.3)
+    Yd[2, 5] = 1.5
+    Y = sp.csr_matrix(Yd)
+    # entry (2, 5) stored twice, as 1.0 and 0.5
+    k = Y.indptr[2] + np.flatnonzero(Y.indices[Y.indptr[2] : Y.indptr[3]] == 5)[0]
+    data = np.insert(Y.data, Y.indptr[3], 0.5)
+    data[k] = 1.0
+    indices = np.insert(Y.indices, Y.indptr[3], 5)
+    indptr = Y.indptr + (np.arange(7) >= 3)
+    dup = sp.csr_matrix((data, indices, indptr), shape=Y.shape)
+    assert dup.nnz == Y.nnz + 1
+    c = make_cost("elastic_stvs", gamma=0.6)
+    assert c._route(dup) == "targets"
+    np.testing.assert_allclose(
+        c.cost_matrix(X, dup), c.cost_matrix(X, Yd), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_array_equal(dup.data, data)  # not summed in place
+    assert dup.nnz == Y.nnz + 1

@@ -1096,8 +1096,9 @@ def sparse_columns(Y):
     of it is non-zero). Computed once per cloud, they can be passed to
     :func:`separable_grad_h_aggregate_sparse` for every chunk of rows."""
     if sp.issparse(Y):
-        csc = Y.tocsc()
-        csc.sort_indices()
+        # one entry per coordinate, sorted; on a copy, never the caller's
+        csc = Y.tocsc(copy=True)
+        csc.sum_duplicates()
         return csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data
     if np.count_nonzero(Y) >= COLUMN_AGGREGATE_DENSITY * Y.size:
         return None
