@@ -21,7 +21,7 @@ Averaged over ``--seeds`` splits.
 Usage::
 
     python benchmarks/celltype_fidelity.py [--subsets harmony scgen]
-        [--rules default paper rel=0.01 perplexity=20] [--seeds 3]
+        [--rules default plain paper perplexity=200,gamma=1] [--seeds 3]
 """
 
 import argparse
@@ -44,22 +44,32 @@ K, MIN_CELLS = 20, 15
 
 
 def rule_params(rule):
-    """Estimator parameters of a rule name: default, paper, rel=x, perplexity=x,
-    target_dim=x, gamma=x."""
-    if rule == "default":
-        return {}
-    if rule == "paper":
-        return {"relative_epsilon": 0.1}
-    name, _, value = rule.partition("=")
-    if name == "rel":
-        return {"relative_epsilon": float(value)}
-    if name == "perplexity":
-        return {"perplexity": float(value)}
-    if name == "target_dim":
-        return {"target_dim": float(value)}
-    if name == "gamma":
-        return {"gamma": float(value)}
-    raise SystemExit(f"unknown rule {rule!r}")
+    """Estimator parameters of a rule name: ``default``; ``paper`` (the
+    paper's estimator and ε rule: ``debias=False, relative_epsilon=0.1``);
+    ``plain`` (the paper's estimator with the perplexity rule at 50 and
+    γ = 1, the defaults before debiasing); or comma-separated ``name=value``
+    pairs with names ``rel`` (relative_epsilon), ``perplexity``, ``gamma``,
+    ``target_dim`` and ``debias`` (0 or 1), e.g. ``plain,perplexity=100``."""
+    params = {}
+    for part in rule.split(","):
+        if part == "default":
+            continue
+        if part == "paper":
+            params.update(debias=False, relative_epsilon=0.1)
+            continue
+        if part == "plain":
+            params.update(debias=False, perplexity=50, gamma=1.0)
+            continue
+        name, _, value = part.partition("=")
+        if name == "rel":
+            params["relative_epsilon"] = float(value)
+        elif name in ("perplexity", "gamma", "target_dim"):
+            params[name] = float(value)
+        elif name == "debias":
+            params["debias"] = bool(int(value))
+        else:
+            raise SystemExit(f"unknown rule {rule!r}")
+    return params
 
 
 def top(values):
@@ -149,12 +159,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subsets", nargs="*", default=["harmony", "scgen"])
     parser.add_argument("--scgen", default=DEFAULT_SCGEN)
-    parser.add_argument("--rules", nargs="*", default=["default", "paper"])
+    parser.add_argument("--rules", nargs="*", default=["default", "plain", "paper"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--show-table", action="store_true")
     args = parser.parse_args()
     print(
-        f"{'subset':8} {'rule':14} {'eps/mean C':>10} {'iters':>6} {'moved':>6} "
+        f"{'subset':8} {'rule':24} {'eps/mean C':>10} {'iters':>6} {'moved':>6} "
         f"{'time s':>6} | held-out: map base ceil wins4 | all cells: map base "
         "ceil wins4"
     )
@@ -180,7 +190,7 @@ def main():
             held, every = s["_held"], s["_all"]
             n_warn = sum(r[4] for r in results)
             print(
-                f"{subset:8} {rule:14} {est.epsilon_ / C_mean:10.4f} "
+                f"{subset:8} {rule:24} {est.epsilon_ / C_mean:10.4f} "
                 f"{np.mean([r[3].n_iter_ for r in results]):6.0f} "
                 f"{np.mean([r[1] for r in results]):6.3f} "
                 f"{np.mean([r[2] for r in results]):6.1f} | "

@@ -95,7 +95,9 @@ def estimators(neural_iters, seed):
     return {
         "l1": EntropicSparseMap(cost="elastic_l1", **labels),
         "stvs": EntropicSparseMap(cost="elastic_stvs", **labels),
-        "l1 paper eps": EntropicSparseMap(relative_epsilon=0.1, **labels),
+        "l1 paper": EntropicSparseMap(
+            gamma=1.0, relative_epsilon=0.1, debias=False, **labels
+        ),
         f"neural {neural_iters}": NeuralSparseMap(
             n_iter=neural_iters, random_state=seed, **labels
         ),

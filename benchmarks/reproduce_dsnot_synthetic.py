@@ -76,6 +76,7 @@ def methods(task, args):
             cost="elastic_l1",
             gamma=args.gamma,
             relative_epsilon=1e-3,
+            debias=False,
             max_iter=20000,
             verbose=args.verbose,
         ),

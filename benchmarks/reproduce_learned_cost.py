@@ -78,7 +78,7 @@ def run_c1():
         X, y, pair_id = make_inverse_ot(name, n_samples=128, random_state=0)
         X_test, _, _ = make_inverse_ot(name, n_samples=32, random_state=1)
         src, tgt = X_test[:32], X_test[32:]
-        l2 = EntropicSparseMap(cost="sqeuclidean", relative_epsilon=0.01)
+        l2 = EntropicSparseMap(cost="sqeuclidean", relative_epsilon=0.01, debias=False)
         l2_seconds, _ = _fit(l2, X, y)
         est = LearnedCostMap(
             hidden_sizes=(32, 32),
@@ -138,7 +138,9 @@ def run_d1():
         rows = [
             (
                 "l2 entropic",
-                EntropicSparseMap(cost="sqeuclidean", relative_epsilon=0.01),
+                EntropicSparseMap(
+                    cost="sqeuclidean", relative_epsilon=0.01, debias=False
+                ),
                 {},
             )
         ]
@@ -225,7 +227,9 @@ def run_d2():
     test, test_target = _gaussians(128, 1)
     X = np.vstack([source, target])
     y = np.repeat([0, 1], 128)
-    l2 = EntropicSparseMap(cost="sqeuclidean", relative_epsilon=0.01).fit(X, y)
+    l2 = EntropicSparseMap(cost="sqeuclidean", relative_epsilon=0.01, debias=False).fit(
+        X, y
+    )
     D_l2 = l2.transform(test) - test
     common = dict(
         hidden_sizes=(64, 64),

@@ -36,9 +36,10 @@ def _costs(d, ks):
             yield "elastic_kovlp", k, GAMMAS
 
 
-# ε rule: the paper's 0.1 * mean(C) (default here, to reproduce its figures)
-# or skmonge's default perplexity rule (--epsilon-rule default).
-EPSILON_RULE = {"relative_epsilon": 0.1}
+# The paper's estimator and ε rule, 0.1 * mean(C) (default here, to
+# reproduce its figures), or skmonge's defaults: the debiased map with the
+# perplexity rule (--epsilon-rule default).
+EPSILON_RULE = {"relative_epsilon": 0.1, "debias": False}
 
 
 def _fit_map(X, y, cost, gamma, k):
@@ -123,7 +124,7 @@ def main():
         "--epsilon-rule",
         choices=("paper", "default"),
         default="paper",
-        help="paper: relative_epsilon=0.1; default: the estimator's default",
+        help="paper: relative_epsilon=0.1, debias=False; default: the estimator's",
     )
     args = parser.parse_args()
     if args.epsilon_rule == "default":

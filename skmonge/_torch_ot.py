@@ -19,7 +19,8 @@ the numba backend on torch tensors:
   the host every ``_CHECK_EVERY`` iterations only;
 * the perplexity rule for ε (:func:`skmonge._epsilon.search_epsilon`);
 * the entropic map :math:`x - \operatorname{prox}_τ(\sum_j p_j(x) ∇h(x -
-  y_j))` by chunks of rows.
+  y_j) - \sum_i q_i(x) ∇h(x - x_i))` by chunks of rows (the second sum
+  with debiasing only).
 
 The fixed point is the numba backend's, so both give the same map up to the
 tolerance (tested on CPU torch). Fitted attributes stay NumPy arrays: a model
@@ -43,6 +44,7 @@ from ._epsilon import (
     search_inputs,
 )
 from ._progress import Progress
+from ._self_transport import never_cost
 from ._torch import import_torch, resolve_device
 from .sinkhorn import _STAGE_TOL, SinkhornResult, _epsilon_schedule, _Relaxation
 
@@ -268,13 +270,27 @@ class TorchBackend:
         return search_epsilon(solve, spread, target, start, warm)
 
     # ----------------------------------------------------------------- maps
-    def map_rows(self, cost, rows, support, potential, epsilon):
-        r""":math:`x - \operatorname{prox}_τ(\sum_j p_j(x) ∇h(x - s_j))` for
-        the tensor ``rows``, :math:`p_j(x) ∝ e^{(φ_j - h(x - s_j))/ε}`."""
-        torch = self.torch
+    def gradient_average(self, cost, rows, cloud, epsilon, exclude=None):
+        r""":math:`\sum_j p_j(x) ∇h(x - s_j)` for the tensor ``rows``, with
+        :math:`p_j(x) ∝ e^{(φ_j - h(x - s_j))/ε}` over ``cloud = (s, φ)``; the
+        ``(row, point)`` index pairs ``exclude`` get zero weight."""
+        support, potential = cloud
         C = self.cost_matrix(cost, rows, support)
+        if exclude is not None and exclude[0].size:
+            rows_t, cols_t = (self.torch.as_tensor(e, device=C.device) for e in exclude)
+            scale = float(self.torch.maximum(C.max(), -C.min()))
+            C[rows_t, cols_t] = never_cost(scale, epsilon)
         logits = (potential / epsilon).to(C.dtype) - C / epsilon
-        P = torch.softmax(logits, dim=1)
+        P = self.torch.softmax(logits, dim=1)
         del C, logits
-        grad = cost.grad_h_aggregate_tensor(rows, support, P, self.pairs(rows.shape[1]))
+        return cost.grad_h_aggregate_tensor(rows, support, P, self.pairs(rows.shape[1]))
+
+    def map_rows(self, cost, rows, towards, epsilon, centre=None, exclude=None):
+        r""":math:`x - \operatorname{prox}_τ(\bar∇_{towards}(x) -
+        \bar∇_{centre}(x))` for the tensor ``rows``, each
+        :math:`\bar∇` a :meth:`gradient_average` (the second only with a
+        ``centre``, the debiased map's, without the pairs ``exclude``)."""
+        grad = self.gradient_average(cost, rows, towards, epsilon)
+        if centre is not None:
+            grad -= self.gradient_average(cost, rows, centre, epsilon, exclude)
         return rows - cost.prox_tensor(grad)

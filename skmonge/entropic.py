@@ -15,6 +15,26 @@ principles since ``∇h* = prox_τ`` for ``h = ½‖·‖² + τ``) is
 and its displacement is exactly zero on the coordinates that ``prox_τ``
 thresholds.
 
+By default the map is *debiased*: the gradient of the source's entropic
+transport onto itself is subtracted inside the prox,
+
+.. math:: T(x) = x - \\operatorname{prox}_τ\\Big(\\sum_j p_j(x) ∇h(x - y_j)
+          - \\sum_i q_i(x) ∇h(x - x_i)\\Big),
+
+with :math:`q_i(x) ∝ a_i \\exp((f^{s}_i - h(x - x_i))/ε)` and :math:`f^{s}`
+the symmetric potential of the source with itself at the same ε
+(:func:`~skmonge.sinkhorn.symmetric_sinkhorn`). The argument of the prox is
+then the gradient in ``x`` of a Sinkhorn divergence rather than of an
+entropic OT cost, whose entropic bias cancels: for ``½‖·‖²`` the map is the
+centred map :math:`x + \\bar y(x) - \\bar x(x)` of Pooladian, Cuturi &
+Niles-Weed (2022). The bias it removes is the pull of every point towards
+the mean of the target, which grows with ε; debiased, the map stays
+faithful at the larger ε that averages out single-cell noise. The
+self-transport leaves each point out of its own coupling, in the solve and
+when a fitted point is mapped (``skmonge._self_transport``): otherwise,
+at any ε below the cost between distinct cells, it would couple every cell
+with itself and centre nothing.
+
 Sparse input (``scipy.sparse``, e.g. ``adata.X``) is accepted by ``fit`` and by
 every map method. Fitted clouds (``source_``, ``target_``) with few
 non-zeros are stored CSR, whether ``X`` was sparse or dense; the separable
@@ -26,6 +46,7 @@ chunk of ``chunk_size`` rows at a time and return dense arrays.
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -34,14 +55,15 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._arrays import all_finite
+from ._arrays import all_finite, max_abs
 from ._base import BaseMonge, dense_rows
 from ._dask import accepts_dask
 from ._epsilon import perplexity_epsilon
 from ._kernels.separable import ROW_BLOCK
 from ._progress import progress_over, show_progress
+from ._self_transport import RowDigests, never_cost
 from .costs import TranslationInvariantCost, make_cost
-from .sinkhorn import gibbs_weights, sinkhorn
+from .sinkhorn import gibbs_weights, sinkhorn, symmetric_sinkhorn
 
 __all__ = ["EntropicSparseMap"]
 
@@ -54,6 +76,18 @@ _CHUNK_BYTES = 64 * 2**20
 # block. With 34,000 genes the budget gives 158 rows, 5 blocks on 2
 # threads: the chunks' cost rows took 3.55 s for 3,072 cells against 2.9 s
 # in chunks of 192.
+
+
+class _Cloud(NamedTuple):
+    """A fitted cloud as map evaluation reads it: its points and the potential
+    on them (tensors on the torch backend), and for the numba kernels its
+    non-zeros by feature (``support_columns``) and its cost operand."""
+
+    points: object
+    potential: object
+    columns: object = None
+    operand: object = None
+    digests: RowDigests | None = None  # the centring cloud's (leave-one-out)
 
 
 # |x| beyond which ½‖x - y‖² overflows float64 (1e308), and below which the
@@ -111,7 +145,7 @@ class EntropicSparseMap(BaseMonge):
         Ground cost ``h``: ``"elastic_l1"``, ``"elastic_stvs"``,
         ``"elastic_kovlp"``, ``"sqeuclidean"``, or a cost object, used as
         given (``gamma`` and ``k`` are then ignored).
-    gamma : float, default=1.0
+    gamma : float, default=0.5
         Strength of the sparsifying regulariser (> 0). Larger values give
         sparser (eventually null) displacements. With ``target_dim`` it is
         only the starting point of the search for γ.
@@ -136,13 +170,24 @@ class EntropicSparseMap(BaseMonge):
         ε relative to ``mean(C)``; ``0.1`` is the paper's rule, kept for
         reproducing its figures. On single-cell data it pulls every cell
         towards the global target mean (see the user guide).
-    perplexity : float, default=50
+    perplexity : float, default=500
         The default rule: ε is the value at which each source point's row of
         the entropic plan has median perplexity ``exp(H)`` equal to this
         number, i.e. each point is mapped to a weighted mean over about
         ``perplexity`` target points (capped at half the target sample).
-        Chosen by measuring per-cell-type fidelity on the Kang et al. 2018
-        subsets and the paper's §5.1 tasks (table in the user guide).
+        Chosen, with ``gamma`` and ``debias``, by measuring per-cell-type
+        fidelity on the Kang et al. 2018 subsets and the paper's §5.1 tasks
+        (table in the user guide); without debiasing, 50 measured best.
+    debias : bool, default=True
+        Subtract the gradient average of the source transported onto itself
+        (leaving each cell out of its own coupling) inside the prox (module
+        docstring; ``inverse_transform`` likewise with the target's): the
+        displacement is then free of the entropic pull towards the target
+        mean, and ε can be large. ``False`` is the paper's estimator (with
+        ``relative_epsilon=0.1`` its ε rule). The fit solves the two
+        self-transport problems at ``epsilon_`` (an n x n and an m x m
+        solve, a few dozen iterations each), and map evaluation costs about
+        twice as much. A fitted cell is mapped as if it had been held out.
     max_iter : int, default=10000
         Maximum number of Sinkhorn iterations.
     tol : float, default=1e-6
@@ -200,6 +245,11 @@ class EntropicSparseMap(BaseMonge):
     potential_source_, potential_target_ : ndarray
         Dual potentials ``f`` (on ``source_``) and ``g`` (on ``target_``),
         float64, with the plan ``P_ij = a_i b_j exp((f_i + g_j - C_ij)/ε)``.
+    potential_source_self_, potential_target_self_ : ndarray or None
+        With ``debias``: the symmetric potentials of the source and of the
+        target transported onto themselves at ``epsilon_``
+        (:func:`~skmonge.sinkhorn.symmetric_sinkhorn`), each point left out
+        of its own coupling; None otherwise.
     n_iter_ : int
         Sinkhorn iterations run.
     converged_ : bool
@@ -233,6 +283,7 @@ class EntropicSparseMap(BaseMonge):
         "epsilon": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "relative_epsilon": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "perplexity": [Interval(numbers.Real, 1, None, closed="left")],
+        "debias": ["boolean"],
         "target_dim": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -247,11 +298,12 @@ class EntropicSparseMap(BaseMonge):
     def __init__(
         self,
         cost="elastic_l1",
-        gamma=1.0,
+        gamma=0.5,
         k=None,
         epsilon=None,
         relative_epsilon=None,
-        perplexity=50,
+        perplexity=500,
+        debias=True,
         target_dim=None,
         max_iter=10_000,
         tol=1e-6,
@@ -268,6 +320,7 @@ class EntropicSparseMap(BaseMonge):
         self.epsilon = epsilon
         self.relative_epsilon = relative_epsilon
         self.perplexity = perplexity
+        self.debias = debias
         self.target_dim = target_dim
         self.max_iter = max_iter
         self.tol = tol
@@ -316,7 +369,9 @@ class EntropicSparseMap(BaseMonge):
         # Rebinding the names drops the split copies where the storage is
         # CSR, before Sinkhorn allocates its kernel.
         X_source, X_target = cost.prepare_cloud(X_source), cost.prepare_cloud(X_target)
-        return self._fit_clouds(X_source, X_target, cost_matrix=C, **warm)
+        self._fit_clouds(X_source, X_target, cost_matrix=C, **warm)
+        del C  # before the self-transport solves allocate theirs
+        return self._fit_self_potentials()
 
     def _fit_clouds(
         self, X_source, X_target, g_init=None, cost_matrix=None, epsilon_start=None
@@ -375,8 +430,51 @@ class EntropicSparseMap(BaseMonge):
         self.target_ = X_target
         self.potential_source_ = result.f
         self.potential_target_ = result.g
+        self.potential_source_self_ = self.potential_target_self_ = None
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
+        return self
+
+    def _fit_self_potentials(self):
+        """With ``debias``: the symmetric potential of each fitted cloud
+        transported onto itself at ``epsilon_``, leaving each point out of its
+        own coupling (``skmonge._self_transport``), on the fit's backend
+        (after :meth:`_fit_clouds`, once the cross cost matrix is freed)."""
+        self._digests_source_ = self._digests_target_ = None
+        if not self.debias:
+            return self
+        for name in ("source", "target"):
+            cloud = getattr(self, f"{name}_")
+            verbose = show_progress(self.verbose, cloud.shape[0] ** 2 * cloud.shape[1])
+            if self.backend == "torch":
+                backend = self._torch_backend(cloud.dtype)
+                points = backend.tensor(cloud)
+                C = backend.cost_matrix(self.cost_, points, points)
+                scale = float(backend.torch.maximum(C.max(), -C.min()))
+                C.fill_diagonal_(never_cost(scale, self.epsilon_))
+                # (f + g) / 2, as skmonge.sinkhorn.symmetric_sinkhorn does
+                result = backend.sinkhorn(
+                    C,
+                    self.epsilon_,
+                    tol=self.tol,
+                    max_iter=self.max_iter,
+                    verbose=verbose,
+                    warn=True,
+                )
+                potential = 0.5 * (result.f + result.g)
+            else:
+                C = self._fit_cost_matrix(self.cost_, cloud, cloud)
+                np.fill_diagonal(C, never_cost(max_abs(C), self.epsilon_))
+                potential = symmetric_sinkhorn(
+                    C,
+                    self.epsilon_,
+                    tol=self.tol,
+                    max_iter=self.max_iter,
+                    verbose=verbose,
+                ).f
+            del C
+            setattr(self, f"potential_{name}_self_", potential)
+            setattr(self, f"_digests_{name}_", RowDigests(cloud))
         return self
 
     def _torch_backend(self, dtype):
@@ -507,14 +605,59 @@ class EntropicSparseMap(BaseMonge):
         dtype = np.result_type(X.dtype, self.target_.dtype)
         return self._chunk_rows(self.target_.shape[0], X.shape[1], dtype.itemsize)
 
-    def _entropic_map(self, X, support, potential, desc, displacement=False):
-        r"""Generic entropic map from ``X`` towards the cloud ``support``.
+    def _map_clouds(self, inverse=False):
+        """``(towards, centre)``: the cloud and potential the map (``inverse``:
+        the backward map) averages over, and with debiasing the cloud it
+        starts from with its self-transport potential (None without)."""
+        # the fitted state decides (a fit with debias=False, or one pickled
+        # before debiasing existed, has no self-transport potentials)
+        if inverse:
+            towards = (self.source_, self.potential_source_)
+            centre = ("target", self.target_)
+        else:
+            towards = (self.target_, self.potential_target_)
+            centre = ("source", self.source_)
+        name, cloud = centre
+        potential = getattr(self, f"potential_{name}_self_", None)
+        if potential is None:
+            return towards, None
+        return towards, (cloud, potential, getattr(self, f"_digests_{name}_"))
+
+    def _prepare_cloud(self, cloud, potential, dtype, digests=None, backend=None):
+        """A :class:`_Cloud` for map evaluation in ``dtype``: on the torch
+        ``backend``, tensors on its device (sent once per call); for the
+        numba kernels, the cloud's non-zeros by feature for the aggregate and
+        the cloud as the cost kernels run fastest, found once for all
+        chunks. ``digests`` (a centring cloud's) find new rows equal to its
+        points."""
+        cloud = cloud.astype(dtype, copy=False)
+        if backend is not None:
+            return _Cloud(
+                backend.tensor(cloud),
+                backend.torch.as_tensor(potential, device=backend.device),
+                digests=digests,
+            )
+        return _Cloud(
+            cloud,
+            potential,
+            self.cost_.support_columns(cloud),
+            self.cost_.cost_operand(cloud),
+            digests,
+        )
+
+    def _entropic_map(self, X, desc, inverse=False, displacement=False):
+        r"""The entropic map (``inverse``: the backward map) of every row of
+        ``X``, by chunks of rows.
 
         Evaluates, chunk by chunk,
-        :math:`x - \operatorname{prox}_τ(\sum_j p_j(x) ∇h(x - s_j))` with
-        :math:`p_j(x) ∝ \exp((φ_j - h(x - s_j))/ε)`, ``φ`` the potential on
-        ``support``. All built-in costs are even, ``h(-z) = h(z)``, so the same
-        expression gives the backward map from the other potential.
+        :math:`x - \operatorname{prox}_τ(\sum_j p_j(x) ∇h(x - s_j)
+        - \sum_i q_i(x) ∇h(x - r_i))`, with
+        :math:`p_j(x) ∝ \exp((φ_j - h(x - s_j))/ε)` over the cloud ``s`` the
+        map goes to and its potential ``φ``, and (with debiasing) ``q`` the
+        same weights over the cloud ``r`` it starts from, with its
+        self-transport potential. All built-in costs are even,
+        ``h(-z) = h(z)``, so the same expression gives the backward map from
+        the other potentials.
 
         ``X`` is an ndarray or a CSR matrix; each chunk of rows is densified
         on its own, so sparse ``X`` is never densified whole (the dense
@@ -522,87 +665,104 @@ class EntropicSparseMap(BaseMonge):
         ``T(x) - x`` is returned instead of ``T(x)``, computed from the
         densified chunk so that no dense copy of ``X`` is needed.
         """
+        towards, centre = self._map_clouds(inverse)
         # computed in the wider of the two dtypes, returned in the input's
-        dtype = np.result_type(X.dtype, support.dtype)
-        support = support.astype(dtype, copy=False)
+        dtype = np.result_type(X.dtype, towards[0].dtype)
         out = np.empty(X.shape, dtype=X.dtype)
-        step = self._chunk_rows(support.shape[0], X.shape[1], dtype.itemsize)
-        verbose = show_progress(
-            self.verbose, X.shape[0] * support.shape[0] * X.shape[1]
-        )
-        backend = columns = None
-        cost_support = support
-        if self.backend == "numba":
-            # found once for all chunks: the cloud's non-zeros by feature for
-            # the aggregate, and the cloud as the cost kernels run fastest
-            columns = self.cost_.support_columns(support)
-            cost_support = self.cost_.cost_operand(support)
-        else:
-            # the fitted cloud and potential go to the device once per call
+        # the two averages run one after the other: the larger cloud bounds
+        # the chunk's temporaries
+        n_other = max(c[0].shape[0] for c in (towards, centre) if c is not None)
+        step = self._chunk_rows(n_other, X.shape[1], dtype.itemsize)
+        work = X.shape[0] * X.shape[1] * towards[0].shape[0]
+        if centre is not None:
+            work += X.shape[0] * X.shape[1] * centre[0].shape[0]
+        verbose = show_progress(self.verbose, work)
+        backend = None
+        if self.backend == "torch":
             backend = self._torch_backend(dtype)
-            support = backend.tensor(support)
-            potential = backend.torch.as_tensor(potential, device=backend.device)
+        towards = self._prepare_cloud(*towards, dtype, backend=backend)
+        if centre is not None:
+            cloud, potential, digests = centre
+            centre = self._prepare_cloud(cloud, potential, dtype, digests, backend)
         for start in progress_over(range(0, X.shape[0], step), desc, verbose):
             rows = dense_rows(X, start, start + step, dtype)
             self._map_rows(
                 rows,
-                support,
-                potential,
+                towards,
                 out.dtype,
+                centre=centre,
                 displacement=displacement,
                 backend=backend,
-                columns=columns,
-                cost_support=cost_support,
                 out=out[start : start + step],
             )
         return out
 
+    def _gradient_average(self, rows, cloud, C=None, exclude=None):
+        r""":math:`\sum_j p_j(x) ∇h(x - s_j)` for dense ``rows`` (numba), with
+        the Gibbs weights of the :class:`_Cloud` ``cloud``; ``C``, the costs
+        between ``rows`` and its points, is computed unless given. The
+        ``(row, point)`` pairs ``exclude`` get zero weight (a row left out of
+        its own centring average)."""
+        cost = self.cost_
+        if C is None:
+            # rows (dense_rows) and the fitted cloud are validated and of one
+            # dtype: no per-chunk validation pass over the cloud
+            C = cost._validated_cost_matrix(
+                rows,
+                cloud.points if cloud.operand is None else cloud.operand,
+                columns=cloud.columns,
+            )
+            _check_costs_finite(C, "rows of X and the fitted points")
+        if exclude is not None and exclude[0].size:
+            C[exclude] = never_cost(max_abs(C), self.epsilon_)
+        P, _ = gibbs_weights(C, cloud.potential, self.epsilon_)
+        del C
+        return cost._validated_grad_h_aggregate(
+            rows, cloud.points, P.astype(rows.dtype, copy=False), cloud.columns
+        )
+
     def _map_rows(
         self,
         rows,
-        support,
-        potential,
+        towards,
         out_dtype,
         C=None,
+        centre=None,
         displacement=False,
         backend=None,
-        columns=None,
-        cost_support=None,
         out=None,
     ):
         """The entropic map (or displacement) of dense ``rows``, in ``out_dtype``
         (written into ``out`` when given, and returned).
 
-        ``C``, the costs between ``rows`` and ``support``, is computed unless
-        given (:func:`skmonge.sparsity_path` holds them for training rows).
-        With a torch ``backend`` (:class:`skmonge._torch_ot.TorchBackend`),
-        ``support`` and ``potential`` are its tensors and the map runs there;
-        ``columns`` is the cost's ``support_columns(support)`` and
-        ``cost_support`` its ``cost_operand(support)`` (``support`` when
-        None), found once per call by :meth:`_entropic_map`.
+        ``towards`` and ``centre`` are the :class:`_Cloud` tuples of
+        :meth:`_entropic_map` (``centre`` None without debiasing). ``C``,
+        the costs between ``rows`` and ``towards``, is computed unless given
+        (:func:`skmonge.sparsity_path` holds them for training rows). With a
+        torch ``backend`` (:class:`skmonge._torch_ot.TorchBackend`) the
+        clouds hold its tensors and the map runs there.
         """
         cost = self.cost_
+        exclude = None
+        if centre is not None and centre.digests is not None:
+            # rows that are points of the centring cloud leave them out
+            exclude = centre.digests.matches(rows)
         if backend is not None:
             mapped = backend.map_rows(
-                cost, backend.tensor(rows), support, potential, self.epsilon_
+                cost,
+                backend.tensor(rows),
+                towards[:2],
+                self.epsilon_,
+                centre=None if centre is None else centre[:2],
+                exclude=exclude,
             )
             finite = bool(backend.torch.isfinite(mapped).all())
             _check_costs_finite(mapped, "rows of X and the fitted points", finite)
             mapped = mapped.cpu().numpy()
         else:
-            # rows (dense_rows) and the fitted cloud are validated and of one
-            # dtype: no per-chunk validation pass over the cloud
-            if C is None:
-                C = cost._validated_cost_matrix(
-                    rows,
-                    support if cost_support is None else cost_support,
-                    columns=columns,
-                )
-                _check_costs_finite(C, "rows of X and the fitted points")
-            P, _ = gibbs_weights(C, potential, self.epsilon_)
-            grad = cost._validated_grad_h_aggregate(
-                rows, support, P.astype(rows.dtype, copy=False), columns
-            )
+            grad = self._gradient_average(rows, towards, C)
+            if centre is not None:
+                grad -= self._gradient_average(rows, centre, exclude=exclude)
             # The gradient is ours, so the prox may overwrite it; x - prox
             # goes straight to the output when that has the computation's
             # dtype: no further chunk-sized array.
@@ -624,14 +784,15 @@ class EntropicSparseMap(BaseMonge):
         return out
 
     def _transform_array(self, X):
-        return self._entropic_map(X, self.target_, self.potential_target_, "transform")
+        return self._entropic_map(X, "transform")
 
     @accepts_dask
     def inverse_transform(self, X):
         """Map every row of ``X`` as a target point back to the source.
 
         Uses the backward entropic map built from the source potential ``f``
-        and ``h(-z)`` (equal to ``h(z)`` for the built-in even costs).
+        and ``h(-z)`` (equal to ``h(z)`` for the built-in even costs), with
+        debiasing centred by the target's self-transport.
 
         Parameters
         ----------
@@ -644,9 +805,7 @@ class EntropicSparseMap(BaseMonge):
             Dense, with the floating dtype of ``X``.
         """
         X = self._validate_transform_input(X)
-        return self._entropic_map(
-            X, self.source_, self.potential_source_, "inverse_transform"
-        )
+        return self._entropic_map(X, "inverse_transform", inverse=True)
 
     def interpolate(self, X, t):
         r"""Bregman interpolation between ``x`` and ``T(x)`` (eq. 17 of the paper).
@@ -715,10 +874,4 @@ class EntropicSparseMap(BaseMonge):
             equal to ``transform(X) - X``.
         """
         X = self._validate_transform_input(X)
-        return self._entropic_map(
-            X,
-            self.target_,
-            self.potential_target_,
-            "displacement",
-            displacement=True,
-        )
+        return self._entropic_map(X, "displacement", displacement=True)

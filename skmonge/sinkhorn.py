@@ -59,7 +59,7 @@ import math
 import numbers
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -88,6 +88,7 @@ __all__ = [
     "lse_potential",
     "gibbs_weights",
     "sinkhorn_divergence",
+    "symmetric_sinkhorn",
 ]
 
 # Absorb u, v into the potentials once they leave [1/T, T]. Entries of the
@@ -1081,6 +1082,53 @@ def sinkhorn_divergence(
     ot_xx = _symmetric_value(C_xx, epsilon, a, tol, max_iter, warn)
     ot_yy = _symmetric_value(C_yy, epsilon, b, tol, max_iter, warn)
     return float(ot_xy - 0.5 * (ot_xx + ot_yy))
+
+
+def symmetric_sinkhorn(
+    C, epsilon, a=None, *, tol=1e-6, max_iter=1000, warn=True, verbose=False
+):
+    r"""Entropic transport of a measure onto itself: its symmetric potential.
+
+    For a symmetric cost matrix (``C = Cᵀ``, the costs between a cloud and
+    itself) the entropic problem :math:`\mathrm{OT}_ε(a, a)` has a unique
+    symmetric solution ``f = g``, the fixed point of
+
+    .. math:: f_i = -ε \log \sum_j a_j \exp\big((f_j - C_{ij})/ε\big).
+
+    It is found as :math:`(f + g)/2` of a :func:`sinkhorn` solve (its ε
+    schedule, over-relaxation and stopping test): at the fixed point the two
+    potentials differ by a constant only, which the average removes. It is
+    the centring of the debiased entropic map
+    (:class:`skmonge.EntropicSparseMap` with ``debias=True``, on a cost
+    matrix whose diagonal is excluded) and the term the Sinkhorn divergence
+    subtracts (:func:`sinkhorn_divergence`).
+
+    Parameters
+    ----------
+    C : array-like of shape (n, n)
+        Symmetric cost matrix (float32 or float64).
+    epsilon : float
+        Entropic regularisation (> 0).
+    a : array-like of shape (n,), default=None
+        Weights (uniform when ``None``).
+    tol, max_iter, warn, verbose
+        As in :func:`sinkhorn`.
+
+    Returns
+    -------
+    SinkhornResult
+        With ``f`` and ``g`` the same potential; ``marginal_error`` and
+        ``converged`` are those of the Sinkhorn solve, and ``cost`` is the
+        entropic value :math:`\mathrm{OT}_ε(a, a) = 2\langle a, f\rangle`.
+    """
+    C = _check_cost(C)
+    if C.shape[0] != C.shape[1]:
+        raise ValueError(f"C must be square, got shape {C.shape}.")
+    result = sinkhorn(
+        C, epsilon, a, a, tol=tol, max_iter=max_iter, warn=warn, verbose=verbose
+    )
+    f = 0.5 * (result.f + result.g)
+    return replace(result, f=f, g=f)
 
 
 def _symmetric_value(C, epsilon, a, tol, max_iter, warn):

@@ -65,10 +65,18 @@ def test_transform_far_from_the_data_is_finite(data, cost):
     est = EntropicSparseMap(cost=cost).fit(X, y)
     far = est.transform(X * 1e10)
     assert np.all(np.isfinite(far))
+    plain = EntropicSparseMap(cost=cost, debias=False).fit(X, y)
+    assert np.all(np.isfinite(plain.transform(X * 1e10)))
     if cost == "sqeuclidean":
         # one-hot weights: each far point lands on one target point (up to
-        # the rounding of x - (x - y) at |x| ~ 1e10)
-        dist = np.abs(far[:, None, :] - X[None, y == 1]).max(axis=-1)
+        # the rounding of x - (x - y) at |x| ~ 1e10) ...
+        dist = np.abs(plain.transform(X * 1e10)[:, None, :] - X[None, y == 1])
+        assert np.all(dist.max(axis=-1).min(axis=1) < 1e-4)
+        # ... and, debiased, moves by one difference y_j - x_i of a target
+        # and a source point
+        pairs = (X[y == 1][:, None, :] - X[y == 0][None]).reshape(-1, X.shape[1])
+        moved = far - X * 1e10
+        dist = np.abs(moved[:, None, :] - pairs[None]).max(axis=-1)
         assert np.all(dist.min(axis=1) < 1e-4)
 
 

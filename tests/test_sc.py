@@ -309,8 +309,10 @@ def test_predict_reads_a_backed_anndata_in_row_chunks(tmp_path, monkeypatch, spa
     sc.predict(backed, est, groupby="cell_type", layer_added=None, chunk_size=16)
     # the 60 control cells were read 16 at a time, never all of X
     assert reads == [16, 16, 16, 12]
+    # float32 cells in other chunks: the debiased gradient is a difference of
+    # two averages, whose rounding depends on the chunk (1.1e-6 measured)
     for column in ("skmonge_mean_abs_disp", "skmonge_mean_disp", "skmonge_frac_moved"):
-        np.testing.assert_allclose(backed.var[column], memory.var[column], rtol=1e-6)
+        np.testing.assert_allclose(backed.var[column], memory.var[column], rtol=1e-5)
     np.testing.assert_array_equal(
         backed.obs["skmonge_mapped"], memory.obs["skmonge_mapped"]
     )

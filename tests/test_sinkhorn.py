@@ -500,3 +500,28 @@ def test_no_nan_down_to_1e4_relative_epsilon(dtype):
 def test_bad_acceleration_options(kwargs):
     with pytest.raises(ValueError):
         sinkhorn(np.ones((3, 3)), 0.1, **kwargs)
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_symmetric_sinkhorn_is_the_symmetric_fixed_point(uniform):
+    """f_i = -ε log Σ_j a_j exp((f_j - C_ij)/ε), with f = g, and its value is
+    the symmetric term of the Sinkhorn divergence."""
+    from skmonge.sinkhorn import _symmetric_value, symmetric_sinkhorn
+
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(40, 3))
+    C = 0.5 * ((X[:, None] - X[None]) ** 2).sum(-1)
+    a = None if uniform else rng.random(40) + 0.1
+    a = None if a is None else a / a.sum()
+    res = symmetric_sinkhorn(C, 0.3, a, tol=1e-11, max_iter=5000)
+    w = res.a
+    z = np.log(w)[None, :] + (res.f[None, :] - C) / 0.3
+    zmax = z.max(1, keepdims=True)
+    fixed = -0.3 * (zmax[:, 0] + np.log(np.exp(z - zmax).sum(1)))
+    np.testing.assert_allclose(res.f, fixed, atol=1e-9)
+    assert res.g is res.f and res.converged
+    np.testing.assert_allclose(
+        res.cost, _symmetric_value(C, 0.3, w, 1e-11, 5000, True), atol=1e-9
+    )
+    with pytest.raises(ValueError, match="square"):
+        symmetric_sinkhorn(C[:, :5], 0.3)

@@ -276,23 +276,27 @@ def test_cost_operand_respects_its_memory_budget(monkeypatch):
     assert not sp.issparse(c.cost_operand(Y, max_bytes=40 * 300 * 8))
 
 
-def test_csr_cloud_is_densified_once_per_call(monkeypatch):
+@pytest.mark.parametrize("debias", [False, True])
+def test_csr_cloud_is_densified_once_per_call(monkeypatch, debias):
     # 10 % non-zeros: the fitted target is stored CSR (below 25 %) but is
     # dense enough (above 4 %) for the l1 kernels to run on dense rows, so
-    # fit and transform densify it once each, not once per chunk of rows.
+    # each cost matrix densifies its cloud once, not once per chunk of rows.
+    # Debiased, the fit has two more cost matrices (each sample with itself)
+    # and the map one more (new rows with the source).
     rng = np.random.default_rng(11)
     X = sp.random(60, 500, density=0.1, random_state=rng, format="csr") * 3.0
     y = np.repeat([0, 1], 30)
     new = sp.random(100, 500, density=0.1, random_state=rng, format="csr") * 3.0
-    reference = EntropicSparseMap(gamma=0.1).fit(X.toarray(), y)
+    reference = EntropicSparseMap(gamma=0.1, debias=debias).fit(X.toarray(), y)
     spy = _ToarraySpy(monkeypatch)
-    est = EntropicSparseMap(gamma=0.1, chunk_size=8).fit(X, y)
-    assert sp.issparse(est.target_)
-    assert spy.rows.count(30) == 1, spy.rows  # 30 target rows, once
-    assert [rows for rows in spy.rows if rows != 30] == [8, 8, 8, 6]
+    est = EntropicSparseMap(gamma=0.1, chunk_size=8, debias=debias).fit(X, y)
+    assert sp.issparse(est.target_) and sp.issparse(est.source_)
+    matrices = 3 if debias else 1
+    assert spy.rows.count(30) == matrices, spy.rows  # a 30-row cloud, once each
+    assert [rows for rows in spy.rows if rows != 30] == [8, 8, 8, 6] * matrices
     spy.rows.clear()
     out = est.transform(new)
-    assert spy.rows.count(30) == 1, spy.rows
+    assert spy.rows.count(30) == (2 if debias else 1), spy.rows
     assert [rows for rows in spy.rows if rows != 30] == [8] * 12 + [4]
     np.testing.assert_allclose(out, reference.transform(new), rtol=1e-10, atol=1e-10)
 
@@ -366,7 +370,9 @@ def test_map_evaluation_finds_the_clouds_columns_once(monkeypatch):
 
     monkeypatch.setattr(separable, "_dense_to_csc", counted)
     out = est.transform(new)
-    assert calls == [(40, 60)]  # the cloud once, not once for each of 8 chunks
+    # each cloud once (the target, and the source for the debiased map's
+    # centring), not once for each of 8 chunks
+    assert calls == [(40, 60), (40, 60)]
     np.testing.assert_allclose(out, reference.transform(new), rtol=1e-10, atol=1e-10)
 
 
