@@ -8,8 +8,9 @@ read from a path: ``../shared/data/kang2018_scgen.npz`` by default).
    STVS costs over a γ grid): sparsity, held-out Sinkhorn divergence, RBO.
 2. Per cell type (subsets with cell types: harmony, scgen), the top-20
    overlap of :func:`skmonge.metrics.group_topk_overlap` for every
-   estimator: EntropicSparseMap (elastic ℓ1 and STVS with the default ε,
-   elastic ℓ1 with the paper's ε) and NeuralSparseMap (``--neural-iters``
+   estimator: EntropicSparseMap (elastic ℓ1 and STVS with the defaults,
+   and the paper's estimator: elastic ℓ1, ``debias=False``, ε = 0.1 ·
+   mean(C), γ = 1) and NeuralSparseMap (``--neural-iters``
    minimax iterations; its default 2000 take about 20 min per subset on 2
    CPU cores). LearnedCostMap is not run: its cost matrix is built through
    an n x m x d tensor (54 GB on these subsets).

@@ -32,6 +32,15 @@ def max_abs(A):
     return top
 
 
+def evenly_spaced(n, k):
+    """At most ``k`` evenly spaced indices in ``range(n)`` (all of them when
+    ``n <= k``): a deterministic subsample that samples every stretch of
+    rows sorted by, say, cell type."""
+    if n <= k:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).astype(np.intp))
+
+
 def all_finite(A):
     """``True`` when every entry of the 2-d array ``A`` is finite."""
     return bool(np.isfinite(max_abs(A)))

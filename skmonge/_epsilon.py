@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from ._arrays import evenly_spaced
 from ._kernels.fastmath import _fexp
 from ._kernels.sinkhorn import _exact_row_weights, _row_max_logit, _row_spread
 from .sinkhorn import _check_cost, sinkhorn
@@ -220,8 +221,7 @@ def search_inputs(spread, largest_cost, perplexity, n_support, n_rows):
             "pass an absolute epsilon."
         )
     target = min(float(perplexity), 1.0 + 0.5 * (n_support - 1))
-    rows = np.unique(np.linspace(0, n_rows - 1, _MAX_ROWS).astype(np.intp))
-    return target, rows
+    return target, evenly_spaced(n_rows, _MAX_ROWS)
 
 
 def search_epsilon(solve, spread, target, start=None, warm=None):

@@ -55,7 +55,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._arrays import all_finite, max_abs
+from ._arrays import all_finite, evenly_spaced, max_abs
 from ._base import BaseMonge, dense_rows
 from ._dask import accepts_dask
 from ._epsilon import perplexity_epsilon
@@ -88,6 +88,14 @@ class _Cloud(NamedTuple):
     columns: object = None
     operand: object = None
     digests: RowDigests | None = None  # the centring cloud's (leave-one-out)
+
+
+# Points of each sample in the centring of the debiased map (evenly spaced
+# rows beyond it). Its self-transport solve costs (n_centre / n)² of the
+# cross solve's: +12 % of a fit at n = m = 20,000 cells, instead of +200 %
+# with every cell, while the centring average at perplexity 500 is still
+# taken over tens of cells.
+_MAX_CENTRE_POINTS = 5_000
 
 
 # |x| beyond which ½‖x - y‖² overflows float64 (1e308), and below which the
@@ -188,6 +196,9 @@ class EntropicSparseMap(BaseMonge):
         self-transport problems at ``epsilon_`` (an n x n and an m x m
         solve, a few dozen iterations each), and map evaluation costs about
         twice as much. A fitted cell is mapped as if it had been held out.
+        Samples of more than 5,000 points are centred on 5,000 evenly
+        spaced ones (the centring's cost then stays a small part of the
+        fit's).
     max_iter : int, default=10000
         Maximum number of Sinkhorn iterations.
     tol : float, default=1e-6
@@ -441,10 +452,15 @@ class EntropicSparseMap(BaseMonge):
         own coupling (``skmonge._self_transport``), on the fit's backend
         (after :meth:`_fit_clouds`, once the cross cost matrix is freed)."""
         self._digests_source_ = self._digests_target_ = None
+        self._centre_source_ = self._centre_target_ = None
         if not self.debias:
             return self
         for name in ("source", "target"):
             cloud = getattr(self, f"{name}_")
+            index = evenly_spaced(cloud.shape[0], _MAX_CENTRE_POINTS)
+            if index.size < cloud.shape[0]:
+                cloud = cloud[index]
+                setattr(self, f"_centre_{name}_", index)
             verbose = show_progress(self.verbose, cloud.shape[0] ** 2 * cloud.shape[1])
             if self.backend == "torch":
                 backend = self._torch_backend(cloud.dtype)
@@ -621,6 +637,9 @@ class EntropicSparseMap(BaseMonge):
         potential = getattr(self, f"potential_{name}_self_", None)
         if potential is None:
             return towards, None
+        index = getattr(self, f"_centre_{name}_", None)
+        if index is not None:  # a large sample: its evenly spaced rows
+            cloud = cloud[index]
         return towards, (cloud, potential, getattr(self, f"_digests_{name}_"))
 
     def _prepare_cloud(self, cloud, potential, dtype, digests=None, backend=None):

@@ -24,6 +24,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval
 
+from ._arrays import evenly_spaced
 from ._base import resolve_labels
 from ._progress import Progress, show_progress
 from .costs import make_cost
@@ -47,9 +48,7 @@ _EVAL_ROWS = 512
 
 def _evaluation_index(n):
     """At most ``_EVAL_ROWS`` evenly spaced indices in ``range(n)``."""
-    if n <= _EVAL_ROWS:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, _EVAL_ROWS).astype(np.intp))
+    return evenly_spaced(n, _EVAL_ROWS)
 
 
 # top of the default grid, in units of the largest difference of feature

@@ -84,3 +84,38 @@ def test_fitted_cells_map_like_held_out_cells(sparse):
     # average would be the cell itself (sanity of the comparison)
     centre = with_cell._map_clouds()[1]
     assert centre is not None and centre[2].matches(Xs[:1])[1].tolist() == [0]
+
+
+def test_large_samples_are_centred_on_evenly_spaced_points(monkeypatch):
+    """Beyond _MAX_CENTRE_POINTS the centring cloud is that many evenly
+    spaced rows of the sample; the map averages over them only."""
+    import skmonge.entropic as entropic
+
+    monkeypatch.setattr(entropic, "_MAX_CENTRE_POINTS", 10)
+    rng = np.random.default_rng(4)
+    Xs, Xt = rng.normal(size=(30, 3)), rng.normal(size=(25, 3)) + 1.0
+    X, y = np.vstack([Xs, Xt]), np.r_[np.zeros(30, int), np.ones(25, int)]
+    est = EntropicSparseMap(cost="sqeuclidean", tol=1e-10).fit(X, y)
+    index = np.unique(np.linspace(0, 29, 10).astype(int))
+    assert est.potential_source_self_.shape == (10,)
+    assert est.potential_target_self_.shape == (10,)
+    centre = Xs[index]
+    C = est.cost_.cost_matrix(centre, centre)
+    np.fill_diagonal(C, never_cost(np.abs(C).max(), est.epsilon_))
+    ref = symmetric_sinkhorn(C, est.epsilon_, tol=1e-10).f
+    np.testing.assert_allclose(est.potential_source_self_, ref, atol=1e-8)
+    # a fitted cell in the centring cloud leaves itself out; one outside it
+    # is averaged over all of the centring cloud
+    for k in (index[3], 4):
+        Ck = est.cost_.cost_matrix(Xs[[k]], centre)
+        if k in index:
+            Ck[0, np.flatnonzero(index == k)] = never_cost(
+                np.abs(C).max(), est.epsilon_
+            )
+        P, _ = gibbs_weights(
+            est.cost_.cost_matrix(Xs[[k]], Xt), est.potential_target_, est.epsilon_
+        )
+        Q, _ = gibbs_weights(Ck, est.potential_source_self_, est.epsilon_)
+        np.testing.assert_allclose(
+            est.displacement(Xs[[k]]), P @ Xt - Q @ centre, atol=1e-10
+        )
