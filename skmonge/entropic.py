@@ -446,11 +446,17 @@ class EntropicSparseMap(BaseMonge):
         self.converged_ = result.converged
         return self
 
-    def _fit_self_potentials(self):
+    def _fit_self_potentials(self, self_costs=None, warm=None):
         """With ``debias``: the symmetric potential of each fitted cloud
         transported onto itself at ``epsilon_``, leaving each point out of its
         own coupling (``skmonge._self_transport``), on the fit's backend
-        (after :meth:`_fit_clouds`, once the cross cost matrix is freed)."""
+        (after :meth:`_fit_clouds`, once the cross cost matrix is freed).
+
+        :func:`skmonge.sparsity_path` passes ``self_costs(name, cost, cloud)``,
+        its cost matrix of the centring cloud ``name`` with itself (the
+        parts linear in γ cached), and ``warm``, the fitted neighbour whose
+        self potentials start the solves.
+        """
         self._digests_source_ = self._digests_target_ = None
         self._centre_source_ = self._centre_target_ = None
         if not self.debias:
@@ -461,6 +467,9 @@ class EntropicSparseMap(BaseMonge):
             if index.size < cloud.shape[0]:
                 cloud = cloud[index]
                 setattr(self, f"_centre_{name}_", index)
+            f_init = getattr(warm, f"potential_{name}_self_", None)
+            if f_init is not None and f_init.shape != (cloud.shape[0],):
+                f_init = None
             verbose = show_progress(self.verbose, cloud.shape[0] ** 2 * cloud.shape[1])
             if self.backend == "torch":
                 backend = self._torch_backend(cloud.dtype)
@@ -474,18 +483,23 @@ class EntropicSparseMap(BaseMonge):
                     self.epsilon_,
                     tol=self.tol,
                     max_iter=self.max_iter,
+                    g_init=f_init,
                     verbose=verbose,
                     warn=True,
                 )
                 potential = 0.5 * (result.f + result.g)
             else:
-                C = self._fit_cost_matrix(self.cost_, cloud, cloud)
+                if self_costs is None:
+                    C = self._fit_cost_matrix(self.cost_, cloud, cloud)
+                else:
+                    C = self_costs(name, self.cost_, cloud)
                 np.fill_diagonal(C, never_cost(max_abs(C), self.epsilon_))
                 potential = symmetric_sinkhorn(
                     C,
                     self.epsilon_,
                     tol=self.tol,
                     max_iter=self.max_iter,
+                    f_init=f_init,
                     verbose=verbose,
                 ).f
             del C

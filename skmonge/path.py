@@ -374,6 +374,11 @@ class _PathFits:
             if name.endswith("_") and not name.startswith("_")
         }
         self.costs = _LinearCosts(self.base._pairwise_matrix)
+        # the debiased map's centring clouds with themselves, likewise
+        self.self_costs = {
+            name: _LinearCosts(self.base._pairwise_matrix)
+            for name in ("source", "target")
+        }
         # the fits store the samples in the cost's format (CSR where sparse
         # enough); the cost parts are computed from the samples as split
         cost = make_cost(self.base.cost, gamma=self.base.gamma, k=self.base.k)
@@ -410,7 +415,12 @@ class _PathFits:
             cost_matrix=lambda cost: self.costs(cost, self.X_source, self.X_target),
             **warm,
         )
-        est._fit_self_potentials()
+        est._fit_self_potentials(
+            self_costs=lambda name, cost, cloud: self.self_costs[name](
+                cost, cloud, cloud
+            ),
+            warm=neighbour,
+        )
         est.verbose = self.verbose  # the template's setting, for later calls
         if self.X_eval is not None:
             delta = est.displacement(self.X_eval)

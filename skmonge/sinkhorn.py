@@ -1085,7 +1085,15 @@ def sinkhorn_divergence(
 
 
 def symmetric_sinkhorn(
-    C, epsilon, a=None, *, tol=1e-6, max_iter=1000, warn=True, verbose=False
+    C,
+    epsilon,
+    a=None,
+    *,
+    tol=1e-6,
+    max_iter=1000,
+    f_init=None,
+    warn=True,
+    verbose=False,
 ):
     r"""Entropic transport of a measure onto itself: its symmetric potential.
 
@@ -1113,6 +1121,9 @@ def symmetric_sinkhorn(
         Weights (uniform when ``None``).
     tol, max_iter, warn, verbose
         As in :func:`sinkhorn`.
+    f_init : array-like of shape (n,), default=None
+        A potential to start from (both sides of the solve), e.g. the
+        solution at a nearby ε or cost; the ε schedule is then skipped.
 
     Returns
     -------
@@ -1125,7 +1136,16 @@ def symmetric_sinkhorn(
     if C.shape[0] != C.shape[1]:
         raise ValueError(f"C must be square, got shape {C.shape}.")
     result = sinkhorn(
-        C, epsilon, a, a, tol=tol, max_iter=max_iter, warn=warn, verbose=verbose
+        C,
+        epsilon,
+        a,
+        a,
+        tol=tol,
+        max_iter=max_iter,
+        f_init=f_init,
+        g_init=f_init,
+        warn=warn,
+        verbose=verbose,
     )
     f = 0.5 * (result.f + result.g)
     return replace(result, f=f, g=f)

@@ -79,6 +79,43 @@ def test_warm_starts_give_the_cold_fits(task, monkeypatch):
     assert sum(warm_counts) <= sum(cold_counts)
 
 
+def test_path_caches_the_self_transport_costs(task, monkeypatch):
+    """Along a path the debiased map's self-transport cost matrices are
+    ½‖x_i - x_j‖² + γ‖x_i - x_j‖₁ from parts computed once per sample, and
+    each self solve starts from the neighbour's potential."""
+    X, y, _ = task
+    calls = []
+    linear_parts = ElasticL1.linear_parts
+    cost_matrix = ElasticL1.cost_matrix
+
+    def parts(self, A, B):
+        calls.append(("parts", A.shape[0], B.shape[0]))
+        return linear_parts(self, A, B)
+
+    def whole(self, A, B, *args, **kwargs):
+        calls.append(("whole", A.shape[0], B.shape[0]))
+        return cost_matrix(self, A, B, *args, **kwargs)
+
+    monkeypatch.setattr(ElasticL1, "linear_parts", parts)
+    monkeypatch.setattr(ElasticL1, "cost_matrix", whole)
+    path = sparsity_path(X, y, gammas=[2.0, 1.0, 0.5], return_estimators=True)
+    n_source, n_target = (y == 0).sum(), (y == 1).sum()
+    # the cross parts, then each sample with itself, once for the 3 fits
+    assert calls == [
+        ("parts", n_source, n_target),
+        ("parts", n_source, n_source),
+        ("parts", n_target, n_target),
+    ]
+    monkeypatch.setattr(ElasticL1, "linear_parts", linear_parts)
+    monkeypatch.setattr(ElasticL1, "cost_matrix", cost_matrix)
+    for est in path.estimators:
+        cold = EntropicSparseMap(gamma=est.gamma).fit(X, y)
+        for name in ("source", "target"):
+            f = getattr(est, f"potential_{name}_self_")
+            ref = getattr(cold, f"potential_{name}_self_")
+            assert np.ptp(f - ref) < 1e-4 * np.ptp(ref)
+
+
 def test_validation_scores_and_evaluation_cells(task):
     X, y, _ = task
     path = sparsity_path(X, y, n_gammas=3, X_val=X, y_val=y, X_eval=X[:10])
