@@ -761,6 +761,7 @@ class EntropicSparseMap(BaseMonge):
         out_dtype,
         C=None,
         centre=None,
+        C_centre=None,
         displacement=False,
         backend=None,
         out=None,
@@ -770,7 +771,9 @@ class EntropicSparseMap(BaseMonge):
 
         ``towards`` and ``centre`` are the :class:`_Cloud` tuples of
         :meth:`_entropic_map` (``centre`` None without debiasing). ``C``,
-        the costs between ``rows`` and ``towards``, is computed unless given
+        the costs between ``rows`` and ``towards``, and ``C_centre``, those
+        between ``rows`` and ``centre`` (a fresh array: the rows that are
+        centring points are masked in it), are computed unless given
         (:func:`skmonge.sparsity_path` holds them for training rows). With a
         torch ``backend`` (:class:`skmonge._torch_ot.TorchBackend`) the
         clouds hold its tensors and the map runs there.
@@ -795,7 +798,7 @@ class EntropicSparseMap(BaseMonge):
         else:
             grad = self._gradient_average(rows, towards, C)
             if centre is not None:
-                grad -= self._gradient_average(rows, centre, exclude=exclude)
+                grad -= self._gradient_average(rows, centre, C_centre, exclude)
             # The gradient is ours, so the prox may overwrite it; x - prox
             # goes straight to the output when that has the computation's
             # dtype: no further chunk-sized array.

@@ -446,9 +446,14 @@ class _PathFits:
             self.columns = est.cost_.support_columns(target)
         towards = _Cloud(target, est.potential_target_, self.columns)
         centre = est._map_clouds()[1]
-        if centre is not None:  # debiased: its costs are not cached
+        # debiased: the evaluated rows' costs to the centring cloud are rows
+        # of its cached self costs when that cloud is the whole source
+        self_rows = None
+        if centre is not None:
             cloud, potential, digests = centre
             centre = est._prepare_cloud(cloud, potential, dtype, digests)
+            if est._centre_source_ is None:
+                self_rows = self.self_costs["source"].rows
         n_other = max(target.shape[0], est.source_.shape[0])
         step = est._chunk_rows(n_other, rows.shape[1], dtype.itemsize)
         for start in range(0, rows.shape[0], step):
@@ -459,6 +464,7 @@ class _PathFits:
                 out.dtype,
                 C=self.costs.rows(gamma, index[chunk]),
                 centre=centre,
+                C_centre=None if self_rows is None else self_rows(gamma, index[chunk]),
                 displacement=True,
                 out=out[chunk],
             )
