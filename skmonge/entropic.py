@@ -194,11 +194,12 @@ class EntropicSparseMap(BaseMonge):
         mean, and ε can be large. ``False`` is the paper's estimator (with
         ``relative_epsilon=0.1`` its ε rule). The fit solves the two
         self-transport problems at ``epsilon_`` (an n x n and an m x m
-        solve, a few dozen iterations each), and map evaluation costs about
-        twice as much. A fitted cell is mapped as if it had been held out.
-        Samples of more than 5,000 points are centred on 5,000 evenly
-        spaced ones (the centring's cost then stays a small part of the
-        fit's).
+        solve; 133 and 365 iterations on 1,000 and 5,000 cells), and map
+        evaluation costs about twice as much. A fitted cell is mapped as
+        if it had been held out. Samples of more than 5,000 points are
+        centred on 5,000 evenly spaced ones, so the two solves never exceed
+        that size (at 5,000 x 5,000 cells the fit takes 3.3 times the
+        plain one, at 10,000 1.6 times; see the user guide).
     max_iter : int, default=10000
         Maximum number of Sinkhorn iterations.
     tol : float, default=1e-6
