@@ -767,3 +767,68 @@ def test_stvs_over_target_nonzeros_equals_naive(dtype):
     C = pw.separable_cost_pairwise(X, Y, pw.KIND_STVS, 0.8)
     assert C.dtype == dtype and C.flags.c_contiguous
     assert_pairwise_close(C, R + Q, 530, dtype, pw.KIND_STVS, 0.8)
+
+
+def _cell_like(rng, n, d, dense_features, dtype):
+    """Rows like cells: ``dense_features`` columns non-zero in 90 % of rows,
+    the others in 3 %; signed values, an empty row, an empty column."""
+    A = _sparse_rows(rng, n, d, 0.03)
+    A[:, :dense_features] = _sparse_rows(rng, n, dense_features, 0.9)
+    A[2, :] = 0.0
+    A[:, dense_features + 5] = 0.0
+    return A.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_l1_split_by_feature_equals_naive(dtype):
+    # Cell-like clouds (7 % non-zero, so not the sparse route): the features
+    # non-zero in most rows go through the dense micro-kernel, the others
+    # over their pairs of non-zeros; every ℓ1 matrix must equal the naive
+    # sum, with ties x = y != 0 on the pair features and the CSC arrays passed
+    # or not.
+    rng = np.random.default_rng(21)
+    n, m, d, dense_features = 160, 130, 600, 30
+    X = _cell_like(rng, n, d, dense_features, dtype)
+    Y = _cell_like(rng, m, d, dense_features, dtype)
+    nz = np.flatnonzero(Y[7, dense_features:]) + dense_features
+    X[0, nz] = Y[7, nz]
+    assert pw._tau_route(Y, KIND_L1) == "dense"
+    dense, pairs = pw._l1_split(X, Y)
+    np.testing.assert_array_equal(dense, np.arange(dense_features))
+    assert pairs.size == d - dense_features
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    Q = np.empty((n, m))
+    L = np.empty((n, m))
+    for i in range(n):
+        Z = X64[i] - Y64
+        Q[i] = 0.5 * (Z * Z).sum(1)
+        L[i] = np.abs(Z).sum(1)
+    gamma = 0.7
+    columns = pw._dense_to_csc(Y)
+    rtol = RTOL[dtype] if dtype == np.float32 else 1e-12
+    for given in (None, columns):
+        C = pw.separable_cost_pairwise(X, Y, KIND_L1, gamma, columns=given)
+        np.testing.assert_allclose(C, Q + gamma * L, rtol=rtol)
+    np.testing.assert_allclose(
+        pw.separable_quadratic_pairwise(X, Y, KIND_L1), Q, rtol=rtol
+    )
+    np.testing.assert_allclose(
+        separable_tau_pairwise(X, Y, KIND_L1, gamma), gamma * L, rtol=rtol
+    )
+    Qs, Ls = pw.separable_linear_parts(X, Y, KIND_L1)
+    np.testing.assert_allclose(Qs, Q, rtol=rtol)
+    np.testing.assert_allclose(Ls, L, rtol=rtol)
+
+
+def test_l1_split_chosen_by_predicted_work():
+    # Dense clouds and a few rows against an unindexed cloud (the CSC arrays
+    # would cost more than they save) stay on the dense kernel; given those
+    # arrays, the same few rows split.
+    rng = np.random.default_rng(22)
+    X, Y = _data(rng, 64, 64, 200, np.float32)
+    assert pw._l1_split(X, Y) is None
+    assert pw._l1_split(X, Y, pw._dense_to_csc(Y)) is None
+    X = _cell_like(rng, 8, 4000, 30, np.float32)
+    Y = _cell_like(rng, 300, 4000, 30, np.float32)
+    assert pw._l1_split(X, Y) is None
+    assert pw._l1_split(X, Y, pw._dense_to_csc(Y)) is not None

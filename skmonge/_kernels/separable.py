@@ -767,7 +767,7 @@ def _add_tau_pairwise(X, Y, kind, gamma, out, route, columns=None):
             X, columns, Y.shape[0], kind, gamma, out, route
         )
     if kind == KIND_L1:
-        _pairwise_l1_kernel(X, Y, _l1_chunk(X.dtype), 0.0, float(gamma), out)
+        _l1_pass(X, Y, 0.0, float(gamma), out, columns)
     else:
         _pairwise_stvs_kernel(X, Y, X.dtype.type(gamma), float(gamma) ** 2, out)
     return out
@@ -818,8 +818,7 @@ def separable_cost_pairwise(X, Y, kind, gamma, check_input=True, columns=None):
         columns = _dense_to_csc(Y)
     if _one_pass(X, Y, kind, route):
         out = np.zeros((X.shape[0], Y.shape[0]), dtype=X.dtype)
-        _pairwise_l1_kernel(X, Y, _l1_chunk(X.dtype), 0.5, float(gamma), out)
-        return out
+        return _l1_pass(X, Y, 0.5, float(gamma), out, columns)
     if route == "targets" and X.shape[0] > 0:
         return stvs_cost_over_target_nonzeros(X, columns, Y.shape[0], gamma)
     C = sqeuclidean_half(X, Y, check_input=False)
@@ -832,6 +831,129 @@ def _one_pass(X, Y, kind, route):
     """Whether :func:`separable_cost_pairwise` sums the whole cost in the ℓ1
     micro-kernel (dense ℓ1 clouds that are not empty)."""
     return kind == KIND_L1 and route == "dense" and X.shape[0] > 0 and Y.shape[0] > 0
+
+
+# ℓ1 cost matrices of sparse cells, split by feature. The dense micro-kernel
+# costs the same for every feature of a pair of rows; over the pairs of
+# non-zeros (_l1_pairs_kernel) a feature costs about L1_PAIR_COST times that
+# per pair of non-zeros (a scattered add against a SIMD term), and nothing
+# for the other pairs. A feature t is therefore summed densely when the share
+# of pairs that are non-zero on it, p_X(t) p_Y(t), is above 1 / L1_PAIR_COST,
+# and over its pairs otherwise. Harmony cells (6.3 % non-zero, 9,015 genes):
+# 1,300 genes dense, 2,000 x 2,000 cells in 0.45 s against 1.54 s for the
+# dense kernel alone.
+L1_PAIR_COST = 60.0
+# The split is taken when it predicts at most this fraction of the dense
+# kernel's work (the copies of the dense features cost a little more than
+# the model counts).
+_L1_SPLIT_WORK = 0.7
+# Building the CSC arrays of a dense Y costs about this many dense-kernel
+# pair-features per element of Y (3.7 ns against 0.05 ns): a caller that
+# evaluates chunks of rows passes them, built once; a single call of a few
+# rows against a large Y stays dense.
+_CSC_BUILD_COST = 75.0
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _column_counts(X):
+    """Non-zeros per column of dense ``X`` (row blocks in parallel)."""
+    n, d = X.shape
+    nblk = (n + 255) // 256
+    counts = np.zeros((nblk, d), dtype=np.int64)
+    for b in prange(nblk):
+        for i in range(b * 256, min(n, b * 256 + 256)):
+            for t in range(d):
+                if X[i, t] != 0:
+                    counts[b, t] += 1
+    return counts.sum(axis=0)
+
+
+@njit(cache=True, error_model="numpy")
+def _l1_column_sums(indptr, rows, values, features, half, scale, m):
+    """hy[j] = sum over ``features`` t of |y_jt| (half |y_jt| + scale), from
+    the CSC arrays of Y."""
+    hy = np.zeros(m)
+    for t in features:
+        for k in range(indptr[t], indptr[t + 1]):
+            v = abs(np.float64(values[k]))
+            hy[rows[k]] += v * (half * v + scale)
+    return hy
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _l1_pairs_kernel(X, features, indptr, rows, values, half, scale, hy, out):
+    r"""out[i, j] += sum over ``features`` t of h(x_it - y_jt),
+    h(z) = |z| (half |z| + scale), visiting only the pairs of non-zeros.
+
+    .. math:: h(x - y) = h(x) + h(y) + \big[h(x - y) - h(x) - h(y)\big],
+
+    where the bracket vanishes unless x y ≠ 0 and equals
+    -2 half x y + scale (|x - y| - |x| - |y|) (no cancellation of squares).
+    ``hy[j]`` is the sum of h(y_jt) (:func:`_l1_column_sums`); ``Y`` is given
+    by its CSC arrays. Rows in parallel, each summing in float64 into m
+    accumulators (cache-resident) before one add to ``out``.
+    """
+    n = X.shape[0]
+    m = out.shape[1]
+    for i in prange(n):
+        acc = np.zeros(m)
+        hx = 0.0
+        for t in features:
+            x = np.float64(X[i, t])
+            if x == 0:
+                continue
+            ax = abs(x)
+            hx += ax * (half * ax + scale)
+            for k in range(indptr[t], indptr[t + 1]):
+                v = np.float64(values[k])
+                acc[rows[k]] += scale * (abs(x - v) - ax - abs(v)) - 2.0 * half * x * v
+        for j in range(m):
+            out[i, j] += acc[j] + hx + hy[j]
+
+
+def _l1_split(X, Y, columns=None):
+    """``(dense_features, pair_features)`` of the ℓ1 split (see
+    ``L1_PAIR_COST``), or None when the dense kernel alone is predicted to be
+    about as fast. ``columns``: the CSC arrays of ``Y``, when known."""
+    n, d = X.shape
+    m = Y.shape[0]
+    if n == 0 or m == 0 or d == 0:
+        return None
+    y_counts = np.diff(columns[0]) if columns is not None else _column_counts(Y)
+    share = (_column_counts(X) / n) * (y_counts / m)
+    dense = share * L1_PAIR_COST >= 1.0
+    work = np.count_nonzero(dense) + L1_PAIR_COST * share[~dense].sum()
+    if columns is None:
+        work += _CSC_BUILD_COST * d / n
+    if work > _L1_SPLIT_WORK * d:
+        return None
+    return np.flatnonzero(dense), np.flatnonzero(~dense)
+
+
+def _l1_pass(X, Y, half, scale, out, columns=None):
+    """``out[i, j] += sum_t |z| (half |z| + scale)``, z = x_it - y_jt, for
+    validated dense clouds of one dtype: the features where many pairs are
+    non-zero through the dense micro-kernel (``_pairwise_l1_kernel``), the
+    others over their pairs of non-zeros (``_l1_pairs_kernel``), when that
+    split pays (:func:`_l1_split`); the dense kernel alone otherwise."""
+    split = _l1_split(X, Y, columns)
+    if split is None:
+        _pairwise_l1_kernel(X, Y, _l1_chunk(X.dtype), half, scale, out)
+        return out
+    dense, pairs = split
+    if dense.size:
+        _pairwise_l1_kernel(
+            np.ascontiguousarray(X[:, dense]),
+            np.ascontiguousarray(Y[:, dense]),
+            _l1_chunk(X.dtype),
+            half,
+            scale,
+            out,
+        )
+    indptr, rows, values = _dense_to_csc(Y) if columns is None else columns
+    hy = _l1_column_sums(indptr, rows, values, pairs, half, scale, Y.shape[0])
+    _l1_pairs_kernel(X, pairs, indptr, rows, values, half, scale, hy, out)
+    return out
 
 
 def separable_quadratic_pairwise(X, Y, kind, check_input=True):
@@ -851,8 +973,7 @@ def separable_quadratic_pairwise(X, Y, kind, check_input=True):
     if not _one_pass(X, Y, kind, route):
         return sqeuclidean_half(X, Y, check_input=False)
     out = np.zeros((X.shape[0], Y.shape[0]), dtype=X.dtype)
-    _pairwise_l1_kernel(X, Y, _l1_chunk(X.dtype), 0.5, 0.0, out)
-    return out
+    return _l1_pass(X, Y, 0.5, 0.0, out)
 
 
 def separable_linear_parts(X, Y, kind, check_input=True):
@@ -882,6 +1003,10 @@ def separable_linear_parts(X, Y, kind, check_input=True):
         return Q, L
     Q = np.zeros((X.shape[0], Y.shape[0]), dtype=X.dtype)
     L = np.zeros_like(Q)
+    if _l1_split(X, Y) is not None:
+        # each part as the split computes it in the cost matrix
+        columns = _dense_to_csc(Y)
+        return _l1_pass(X, Y, 0.5, 0.0, Q, columns), _l1_pass(X, Y, 0.0, 1.0, L, columns)
     _pairwise_l1_parts_kernel(X, Y, _l1_chunk(X.dtype), Q, L)
     return Q, L
 
