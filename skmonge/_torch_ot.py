@@ -46,7 +46,15 @@ from ._epsilon import (
 from ._progress import Progress
 from ._self_transport import never_cost
 from ._torch import import_torch, resolve_device
-from .sinkhorn import _STAGE_TOL, SinkhornResult, _epsilon_schedule, _Relaxation
+from .sinkhorn import (
+    _STAGE_TOL,
+    SinkhornResult,
+    _averaged_steps,
+    _epsilon_schedule,
+    _Relaxation,
+    _symmetric_rounds,
+    _warn_symmetric,
+)
 
 __all__ = ["TorchBackend"]
 
@@ -131,6 +139,42 @@ class TorchBackend:
             part = torch.logsumexp(block, dim=0)
             total = part if total is None else torch.logaddexp(total, part)
         return total
+
+    def symmetric_potential(
+        self, C, epsilon, *, tol, max_iter, f_init=None, verbose=False, warn=True
+    ):
+        """The symmetric potential (float64 NumPy) of the symmetric ``C``
+        with uniform weights, as :func:`skmonge.sinkhorn.symmetric_sinkhorn`
+        finds it (``_symmetric_rounds`` over :meth:`sinkhorn`), with its
+        :class:`~sklearn.exceptions.ConvergenceWarning` (``warn``)."""
+        torch = self.torch
+        n = C.shape[0]
+        a = np.full(n, 1.0 / n)
+
+        def solve(budget, f, g, first):
+            return self.sinkhorn(
+                C,
+                epsilon,
+                tol=tol,
+                max_iter=budget,
+                g_init=g,
+                verbose=verbose if first else False,
+            )
+
+        def c_transform(f):
+            f = torch.as_tensor(f, device=C.device)
+            lse = self._lse_rows(C, f / epsilon - math.log(n), epsilon)
+            return (-epsilon * lse).cpu().numpy()
+
+        def averaged(f, budget):
+            return _averaged_steps(c_transform, a, epsilon, tol, f, budget)
+
+        f, result = _symmetric_rounds(
+            solve, c_transform, averaged, a, epsilon, tol, max_iter, f_init
+        )
+        if warn:
+            _warn_symmetric(result, tol, stacklevel=4)
+        return f
 
     def row_spread(self, C):
         r"""Mean over rows of :math:`\bar C_i - \min_j C_{ij}`."""

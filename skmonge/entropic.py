@@ -478,17 +478,14 @@ class EntropicSparseMap(BaseMonge):
                 C = backend.cost_matrix(self.cost_, points, points)
                 scale = float(backend.torch.maximum(C.max(), -C.min()))
                 C.fill_diagonal_(never_cost(scale, self.epsilon_))
-                # (f + g) / 2, as skmonge.sinkhorn.symmetric_sinkhorn does
-                result = backend.sinkhorn(
+                potential = backend.symmetric_potential(
                     C,
                     self.epsilon_,
                     tol=self.tol,
                     max_iter=self.max_iter,
-                    g_init=f_init,
+                    f_init=f_init,
                     verbose=verbose,
-                    warn=True,
                 )
-                potential = 0.5 * (result.f + result.g)
             else:
                 if self_costs is None:
                     C = self._fit_cost_matrix(self.cost_, cloud, cloud)

@@ -637,7 +637,7 @@ def _solve_impl(
     return f, g, n_iter, converged, float(err), n_abs
 
 
-def _solve_symmetric(C, epsilon, a, tol, max_iter, kdtype):
+def _solve_symmetric(C, epsilon, a, tol, max_iter, kdtype, f_init=None):
     r"""Symmetric entropic OT :math:`\mathrm{OT}_ε(a, a)` for a symmetric ``C``.
 
     Iterates the averaged update :math:`f \leftarrow ½(f + T(f))`,
@@ -650,13 +650,13 @@ def _solve_symmetric(C, epsilon, a, tol, max_iter, kdtype):
     (second-order accurate in the residual).
     """
     with _threads_for(C.size):
-        return _solve_symmetric_impl(C, epsilon, a, tol, max_iter, kdtype)
+        return _solve_symmetric_impl(C, epsilon, a, tol, max_iter, kdtype, f_init)
 
 
-def _solve_symmetric_impl(C, epsilon, a, tol, max_iter, kdtype):
+def _solve_symmetric_impl(C, epsilon, a, tol, max_iter, kdtype, f_init=None):
     st = _ScalingState(C, epsilon, a, a, kdtype)
     nt = st.zpart.shape[0]
-    f = np.zeros(C.shape[0])
+    f = np.zeros(C.shape[0]) if f_init is None else np.array(f_init, dtype=float)
     err = np.inf
     n_iter = 0
     while True:
@@ -1103,9 +1103,12 @@ def symmetric_sinkhorn(
 
     .. math:: f_i = -ε \log \sum_j a_j \exp\big((f_j - C_{ij})/ε\big).
 
-    It is found as :math:`(f + g)/2` of a :func:`sinkhorn` solve (its ε
-    schedule, over-relaxation and stopping test): at the fixed point the two
-    potentials differ by a constant only, which the average removes. It is
+    It is found as :math:`(f + g)/2` of :func:`sinkhorn` solves (its ε
+    schedule and over-relaxation): at the fixed point the two potentials
+    differ by a constant only, which the average removes. The solve stops
+    when the symmetric plan of the average meets ``tol``, which can happen
+    long before Sinkhorn's own test on near-duplicate points
+    (``_symmetric_rounds``). It is
     the centring of the debiased entropic map
     (:class:`skmonge.EntropicSparseMap` with ``debias=True``, on a cost
     matrix whose diagonal is excluded) and the term the Sinkhorn divergence
@@ -1129,26 +1132,135 @@ def symmetric_sinkhorn(
     -------
     SinkhornResult
         With ``f`` and ``g`` the same potential; ``marginal_error`` and
-        ``converged`` are those of the Sinkhorn solve, and ``cost`` is the
-        entropic value :math:`\mathrm{OT}_ε(a, a) = 2\langle a, f\rangle`.
+        ``converged`` are those of its symmetric plan, ``n_iter`` counts all
+        iterations, and ``cost`` is the entropic value
+        :math:`\mathrm{OT}_ε(a, a) = 2\langle a, f\rangle`.
     """
     C = _check_cost(C)
     if C.shape[0] != C.shape[1]:
         raise ValueError(f"C must be square, got shape {C.shape}.")
-    result = sinkhorn(
-        C,
-        epsilon,
-        a,
-        a,
-        tol=tol,
-        max_iter=max_iter,
-        f_init=f_init,
-        g_init=f_init,
-        warn=warn,
-        verbose=verbose,
+    a = _check_weights(a, C.shape[0], "a")
+    epsilon = _check_epsilon(epsilon)
+    f_init = _check_potential(f_init, C.shape[0], "f_init")
+
+    def solve(budget, f, g, first):
+        return sinkhorn(
+            C,
+            epsilon,
+            a,
+            a,
+            tol=tol,
+            max_iter=budget,
+            f_init=f,
+            g_init=g,
+            warn=False,
+            verbose=verbose if first else False,
+        )
+
+    def c_transform(f):
+        return lse_potential(C, f, epsilon, a)
+
+    def averaged(f, budget):
+        if not (a > 0).all():
+            return _averaged_steps(c_transform, a, epsilon, tol, f, budget)
+        f, _, n_iter, _, _ = _solve_symmetric(
+            C, epsilon, a, tol, budget, C.dtype, f_init=f
+        )
+        return f, n_iter
+
+    f, result = _symmetric_rounds(
+        solve, c_transform, averaged, a, epsilon, tol, max_iter, f_init
     )
-    f = 0.5 * (result.f + result.g)
+    if warn:
+        _warn_symmetric(result, tol)
     return replace(result, f=f, g=f)
+
+
+def _warn_symmetric(result, tol, stacklevel=3):
+    """The :class:`ConvergenceWarning` of a symmetric solve that missed ``tol``."""
+    if not result.converged:
+        warnings.warn(
+            f"Symmetric Sinkhorn did not converge: marginal error "
+            f"{result.marginal_error:.3e} > tol={tol:.1e} after "
+            f"{result.n_iter} iterations (epsilon={result.epsilon:.4g}). "
+            "Increase max_iter, or use a larger epsilon.",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
+
+
+# Alternating Sinkhorn iterations before the first check of the symmetric
+# residual; later rounds double. A round that does not at least halve the
+# residual hands over to the averaged iteration.
+_SYMMETRIC_FIRST_ROUND = 100
+_SYMMETRIC_STALL = 0.5
+
+
+def _symmetric_residual(f, t, a, epsilon):
+    r""":math:`\sum_i a_i |e^{(f_i - t_i)/ε} - 1|`, ``t = T(f)``: the row-sum
+    error of the symmetric plan :math:`a_i a_j e^{(f_i + f_j - C_{ij})/ε}`."""
+    return float(np.sum(a * np.abs(np.expm1((f - t) / epsilon))))
+
+
+def _averaged_steps(c_transform, a, epsilon, tol, f, budget):
+    r"""Averaged symmetric steps :math:`f \leftarrow (f + T(f))/2` from ``f``
+    until the symmetric residual meets ``tol`` or ``budget`` steps are
+    taken. Returns ``(f, steps)``."""
+    t = c_transform(f)
+    steps = 0
+    while steps < budget and _symmetric_residual(f, t, a, epsilon) > tol:
+        f = 0.5 * (f + t)
+        t = c_transform(f)
+        steps += 1
+    return f, steps
+
+
+def _symmetric_rounds(
+    solve, c_transform, averaged, a, epsilon, tol, max_iter, f_init=None
+):
+    r"""The symmetric potential of a symmetric cost: :math:`(f_A + g_A)/2`
+    of alternating Sinkhorn solves, finished by the averaged iteration
+    :math:`f \leftarrow (f + T(f))/2` where those stall, and stopped on the
+    residual of the symmetric plan :math:`a_i a_j e^{(f_i + f_j - C_{ij})/ε}`:
+
+    .. math:: \sum_i a_i \big|e^{(f_i - T(f)_i)/ε} - 1\big| \le tol, \qquad
+              T(f)_i = -ε \log \sum_j a_j e^{(f_j - C_{ij})/ε}.
+
+    Alternating Sinkhorn usually gets there first, in fewer iterations than
+    the averaged one (harmony cells, leave-one-out: 133 against 466 on
+    1,000 cells). On near-duplicate points it can stall: 50 resampled
+    harmony cells still had a symmetric residual of 5.6e-6 after 5,000
+    iterations, where the averaged iteration from 0 reached 1.1e-7 in 100.
+    So Sinkhorn runs in rounds (``_SYMMETRIC_FIRST_ROUND`` iterations, then
+    doubling, each warm-started from the last) with the symmetric test
+    between them, and a round that stops on Sinkhorn's own test, or does
+    not reduce the residual by ``_SYMMETRIC_STALL``, hands over to
+    ``averaged``.
+
+    ``solve(budget, f, g, first)`` runs Sinkhorn from ``(f, g)`` (None:
+    cold) and returns a :class:`SinkhornResult`; ``c_transform(f)`` is
+    ``T(f)`` and ``averaged(f, budget)`` returns ``(f, steps)`` of the
+    averaged iteration, in float64 NumPy. Returns ``(f, result)``: the last
+    solve's result with the total ``n_iter``, and ``converged`` and
+    ``marginal_error`` of the symmetric test.
+    """
+    f_side = g_side = f_init
+    n_iter, size, first, previous = 0, _SYMMETRIC_FIRST_ROUND, True, np.inf
+    while True:
+        result = solve(min(size, max_iter - n_iter), f_side, g_side, first)
+        n_iter += result.n_iter
+        f_side, g_side = result.f, result.g
+        f = 0.5 * (f_side + g_side)
+        err = _symmetric_residual(f, c_transform(f), a, epsilon)
+        if err <= tol or n_iter >= max_iter:
+            break
+        if result.converged or err > _SYMMETRIC_STALL * previous:
+            f, steps = averaged(f, max_iter - n_iter)
+            n_iter += steps
+            err = _symmetric_residual(f, c_transform(f), a, epsilon)
+            break
+        previous, size, first = err, 2 * size, False
+    return f, replace(result, n_iter=n_iter, converged=err <= tol, marginal_error=err)
 
 
 def _symmetric_value(C, epsilon, a, tol, max_iter, warn):

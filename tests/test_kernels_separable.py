@@ -806,8 +806,8 @@ def test_l1_split_by_feature_equals_naive(dtype):
     gamma = 0.7
     columns = pw._dense_to_csc(Y)
     rtol = RTOL[dtype] if dtype == np.float32 else 1e-12
-    for given in (None, columns):
-        C = pw.separable_cost_pairwise(X, Y, KIND_L1, gamma, columns=given)
+    for known in (None, columns):
+        C = pw.separable_cost_pairwise(X, Y, KIND_L1, gamma, columns=known)
         np.testing.assert_allclose(C, Q + gamma * L, rtol=rtol)
     np.testing.assert_allclose(
         pw.separable_quadratic_pairwise(X, Y, KIND_L1), Q, rtol=rtol

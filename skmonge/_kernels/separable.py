@@ -1006,7 +1006,9 @@ def separable_linear_parts(X, Y, kind, check_input=True):
     if _l1_split(X, Y) is not None:
         # each part as the split computes it in the cost matrix
         columns = _dense_to_csc(Y)
-        return _l1_pass(X, Y, 0.5, 0.0, Q, columns), _l1_pass(X, Y, 0.0, 1.0, L, columns)
+        return _l1_pass(X, Y, 0.5, 0.0, Q, columns), _l1_pass(
+            X, Y, 0.0, 1.0, L, columns
+        )
     _pairwise_l1_parts_kernel(X, Y, _l1_chunk(X.dtype), Q, L)
     return Q, L
 
