@@ -779,13 +779,16 @@ def _cell_like(rng, n, d, dense_features, dtype):
     return A.astype(dtype)
 
 
+@pytest.mark.parametrize("tile", [None, 50])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_l1_split_by_feature_equals_naive(dtype):
+def test_l1_split_by_feature_equals_naive(dtype, tile, monkeypatch):
     # Cell-like clouds (7 % non-zero, so not the sparse route): the features
     # non-zero in most rows go through the dense micro-kernel, the others
-    # over their pairs of non-zeros; every ℓ1 matrix must equal the naive
-    # sum, with ties x = y != 0 on the pair features and the CSC arrays passed
-    # or not.
+    # over their pairs of non-zeros (in tiles of 50 targets: 50 + 50 + 30);
+    # every ℓ1 matrix must equal the naive sum, with ties x = y != 0 on the
+    # pair features and the CSC arrays passed or not.
+    if tile is not None:
+        monkeypatch.setattr(pw, "_PAIRS_TILE", tile)
     rng = np.random.default_rng(21)
     n, m, d, dense_features = 160, 130, 600, 30
     X = _cell_like(rng, n, d, dense_features, dtype)
@@ -793,7 +796,7 @@ def test_l1_split_by_feature_equals_naive(dtype):
     nz = np.flatnonzero(Y[7, dense_features:]) + dense_features
     X[0, nz] = Y[7, nz]
     assert pw._tau_route(Y, KIND_L1) == "dense"
-    dense, pairs = pw._l1_split(X, Y)
+    _, dense, pairs = pw._l1_split(X, Y)
     np.testing.assert_array_equal(dense, np.arange(dense_features))
     assert pairs.size == d - dense_features
     X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
@@ -804,11 +807,16 @@ def test_l1_split_by_feature_equals_naive(dtype):
         Q[i] = 0.5 * (Z * Z).sum(1)
         L[i] = np.abs(Z).sum(1)
     gamma = 0.7
-    columns = pw._dense_to_csc(Y)
     rtol = RTOL[dtype] if dtype == np.float32 else 1e-12
-    for known in (None, columns):
+    for known in (None, pw._dense_to_csc(Y)):
         C = pw.separable_cost_pairwise(X, Y, KIND_L1, gamma, columns=known)
         np.testing.assert_allclose(C, Q + gamma * L, rtol=rtol)
+    # chunks of rows against one cloud share its dense block and sums
+    columns = pw.sparse_columns(Y)
+    for rows in (slice(0, 90), slice(90, n)):
+        C = pw.separable_cost_pairwise(X[rows], Y, KIND_L1, gamma, columns=columns)
+        np.testing.assert_allclose(C, (Q + gamma * L)[rows], rtol=rtol)
+    assert len(columns.split_parts) == 2  # the tiles and one cut
     np.testing.assert_allclose(
         pw.separable_quadratic_pairwise(X, Y, KIND_L1), Q, rtol=rtol
     )

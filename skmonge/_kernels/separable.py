@@ -783,9 +783,12 @@ def separable_cost_pairwise(X, Y, kind, gamma, check_input=True, columns=None):
 
     For ℓ1 on a cloud with at least ``TAU_COLUMN_DENSITY`` non-zeros, both
     terms are summed in one pass, :math:`\sum_t |z_t|(½|z_t| + γ)`: on
-    1,000 x 1,000 harmony cells with 9,015 genes (float32) this takes 0.22 s
+    1,000 x 1,000 harmony cells with 9,015 genes (float32) this took 0.22 s
     against 0.38 s for BLAS plus the ℓ1 kernel, with a tenth of their
-    rounding error (no cancellation in ½‖x‖² + ½‖y‖² - x·y). STVS on a
+    rounding error (no cancellation in ½‖x‖² + ½‖y‖² - x·y). Features
+    that few pairs of rows share as non-zeros are summed over those pairs
+    only (see ``L1_PAIR_COST``): 2,000 x 2,000 harmony cells in 0.47 s
+    against 1.73 s densely, the same run. STVS on a
     cloud on the ``"targets"`` route (:func:`tau_route_for_density`) sums
     both terms in one pass over the non-zeros of ``Y`` likewise. Otherwise
     the quadratic part goes through :func:`sqeuclidean_half` and the
@@ -837,12 +840,16 @@ def _one_pass(X, Y, kind, route):
 # costs the same for every feature of a pair of rows; over the pairs of
 # non-zeros (_l1_pairs_kernel) a feature costs about L1_PAIR_COST times that
 # per pair of non-zeros (a scattered add against a SIMD term), and nothing
-# for the other pairs. A feature t is therefore summed densely when the share
-# of pairs that are non-zero on it, p_X(t) p_Y(t), is above 1 / L1_PAIR_COST,
-# and over its pairs otherwise. Harmony cells (6.3 % non-zero, 9,015 genes):
-# 1,300 genes dense, 2,000 x 2,000 cells in 0.45 s against 1.54 s for the
-# dense kernel alone.
+# for the other pairs. The features of Y non-zero in at least a fraction
+# ``cut`` of its rows are summed densely and the others over their pairs,
+# with ``cut`` among _L1_DENSE_CUTS the one of least predicted work
+# |dense| + L1_PAIR_COST sum_{t sparse} p_X(t) p_Y(t) (in dense-kernel
+# pair-features); a cut by Y alone lets chunks of rows against one cloud
+# share its dense block (SparseColumns). Harmony cells (6.3 % non-zero,
+# 9,015 genes): about 1,000 genes dense, 2,000 x 2,000 cells in 0.47 s
+# against 1.73 s for the dense kernel alone.
 L1_PAIR_COST = 60.0
+_L1_DENSE_CUTS = (0.6, 0.4, 0.25, 0.15, 0.1, 0.06)
 # The split is taken when it predicts at most this fraction of the dense
 # kernel's work (the copies of the dense features cost a little more than
 # the model counts).
@@ -852,6 +859,22 @@ _L1_SPLIT_WORK = 0.7
 # evaluates chunks of rows passes them, built once; a single call of a few
 # rows against a large Y stays dense.
 _CSC_BUILD_COST = 75.0
+
+
+class SparseColumns(tuple):
+    """The CSC arrays ``(indptr, rows, values)`` of a cloud (unpacked as a
+    3-tuple), with the cloud's parts that the ℓ1 split reuses across chunks
+    of rows (``split_parts``: its dense-feature block and the sums of ``h``
+    over its other features, by cut)."""
+
+    def __new__(cls, indptr, rows, values):
+        columns = super().__new__(cls, (indptr, rows, values))
+        columns.split_parts = {}
+        return columns
+
+    def __reduce__(self):
+        # the parts are a cache: not pickled
+        return (SparseColumns, tuple(self))
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -880,8 +903,33 @@ def _l1_column_sums(indptr, rows, values, features, half, scale, m):
     return hy
 
 
+# Targets per tile of the pairs kernel: its 4096 float64 accumulators (32 KiB)
+# stay in L1 while the row's non-zeros scatter into them. One accumulator per
+# target spilled to L2 at 20,000 targets and beyond (64 rows x 40,000
+# harmony cells: 0.6 s, against 1.2 s for the dense kernel).
+_PAIRS_TILE = 4096
+
+
+@njit(cache=True, error_model="numpy")
+def _tile_pointers(indptr, rows, m, tile):
+    """``ptr[b, t]``: the first non-zero of feature t (CSC arrays, rows sorted
+    within each feature) whose row is at least ``b * tile``; the last row of
+    ``ptr`` is ``indptr[1:]``."""
+    d = indptr.shape[0] - 1
+    n_tiles = (m + tile - 1) // tile
+    ptr = np.empty((n_tiles + 1, d), dtype=np.int64)
+    for t in range(d):
+        k = indptr[t]
+        for b in range(n_tiles):
+            while k < indptr[t + 1] and rows[k] < b * tile:
+                k += 1
+            ptr[b, t] = k
+        ptr[n_tiles, t] = indptr[t + 1]
+    return ptr
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def _l1_pairs_kernel(X, features, indptr, rows, values, half, scale, hy, out):
+def _l1_pairs_kernel(X, features, tile_ptr, tile, rows, values, half, scale, hy, out):
     r"""out[i, j] += sum over ``features`` t of h(x_it - y_jt),
     h(z) = |z| (half |z| + scale), visiting only the pairs of non-zeros.
 
@@ -890,29 +938,47 @@ def _l1_pairs_kernel(X, features, indptr, rows, values, half, scale, hy, out):
     where the bracket vanishes unless x y ≠ 0 and equals
     -2 half x y + scale (|x - y| - |x| - |y|) (no cancellation of squares).
     ``hy[j]`` is the sum of h(y_jt) (:func:`_l1_column_sums`); ``Y`` is given
-    by its CSC arrays. Rows in parallel, each summing in float64 into m
-    accumulators (cache-resident) before one add to ``out``.
+    by its CSC rows and values and the tile pointers of
+    :func:`_tile_pointers`. Rows in parallel; each gathers its non-zeros
+    among ``features`` once, then sums tile by tile of ``tile`` targets in
+    float64 accumulators before one add to ``out``.
     """
     n = X.shape[0]
     m = out.shape[1]
+    n_tiles = tile_ptr.shape[0] - 1
     for i in prange(n):
-        acc = np.zeros(m)
+        acc = np.empty(tile)
+        nz = np.empty(features.shape[0], dtype=np.int64)
+        nx = np.empty(features.shape[0])
+        count = 0
         hx = 0.0
         for t in features:
             x = np.float64(X[i, t])
-            if x == 0:
-                continue
-            ax = abs(x)
-            hx += ax * (half * ax + scale)
-            for k in range(indptr[t], indptr[t + 1]):
-                v = np.float64(values[k])
-                acc[rows[k]] += scale * (abs(x - v) - ax - abs(v)) - 2.0 * half * x * v
-        for j in range(m):
-            out[i, j] += acc[j] + hx + hy[j]
+            if x != 0:
+                ax = abs(x)
+                hx += ax * (half * ax + scale)
+                nz[count] = t
+                nx[count] = x
+                count += 1
+        for b in range(n_tiles):
+            j0 = b * tile
+            j1 = min(m, j0 + tile)
+            acc[: j1 - j0] = 0.0
+            for q in range(count):
+                t = nz[q]
+                x = nx[q]
+                ax = abs(x)
+                for k in range(tile_ptr[b, t], tile_ptr[b + 1, t]):
+                    v = np.float64(values[k])
+                    acc[rows[k] - j0] += (
+                        scale * (abs(x - v) - ax - abs(v)) - 2.0 * half * x * v
+                    )
+            for j in range(j0, j1):
+                out[i, j] += acc[j - j0] + hx + hy[j]
 
 
 def _l1_split(X, Y, columns=None):
-    """``(dense_features, pair_features)`` of the ℓ1 split (see
+    """``(cut, dense_features, pair_features)`` of the ℓ1 split (see
     ``L1_PAIR_COST``), or None when the dense kernel alone is predicted to be
     about as fast. ``columns``: the CSC arrays of ``Y``, when known."""
     n, d = X.shape
@@ -920,14 +986,20 @@ def _l1_split(X, Y, columns=None):
     if n == 0 or m == 0 or d == 0:
         return None
     y_counts = np.diff(columns[0]) if columns is not None else _column_counts(Y)
-    share = (_column_counts(X) / n) * (y_counts / m)
-    dense = share * L1_PAIR_COST >= 1.0
-    work = np.count_nonzero(dense) + L1_PAIR_COST * share[~dense].sum()
+    y_share = y_counts / m
+    pair_share = (_column_counts(X) / n) * y_share
+    best = None
+    for cut in _L1_DENSE_CUTS:
+        dense = y_share >= cut
+        work = np.count_nonzero(dense) + L1_PAIR_COST * pair_share[~dense].sum()
+        if best is None or work < best[0]:
+            best = (work, cut, dense)
+    work, cut, dense = best
     if columns is None:
         work += _CSC_BUILD_COST * d / n
     if work > _L1_SPLIT_WORK * d:
         return None
-    return np.flatnonzero(dense), np.flatnonzero(~dense)
+    return cut, np.flatnonzero(dense), np.flatnonzero(~dense)
 
 
 def _l1_pass(X, Y, half, scale, out, columns=None):
@@ -935,24 +1007,39 @@ def _l1_pass(X, Y, half, scale, out, columns=None):
     validated dense clouds of one dtype: the features where many pairs are
     non-zero through the dense micro-kernel (``_pairwise_l1_kernel``), the
     others over their pairs of non-zeros (``_l1_pairs_kernel``), when that
-    split pays (:func:`_l1_split`); the dense kernel alone otherwise."""
+    split pays (:func:`_l1_split`); the dense kernel alone otherwise.
+    ``columns`` given as :class:`SparseColumns` keeps the cloud's parts of
+    the split for the next chunk of rows."""
     split = _l1_split(X, Y, columns)
     if split is None:
         _pairwise_l1_kernel(X, Y, _l1_chunk(X.dtype), half, scale, out)
         return out
-    dense, pairs = split
+    cut, dense, pairs = split
+    if columns is None:
+        columns = _dense_to_csc(Y)
+    indptr, rows, values = columns
+    parts = getattr(columns, "split_parts", {})
+    m = Y.shape[0]
+    tile = min(m, _PAIRS_TILE)
+    if "tiles" not in parts:
+        parts["tiles"] = _tile_pointers(indptr, rows, m, tile)
+    key = (cut, half, scale)
+    if key not in parts:
+        parts[key] = (
+            np.ascontiguousarray(Y[:, dense]),
+            _l1_column_sums(indptr, rows, values, pairs, half, scale, m),
+        )
+    dense_block, hy = parts[key]
     if dense.size:
         _pairwise_l1_kernel(
             np.ascontiguousarray(X[:, dense]),
-            np.ascontiguousarray(Y[:, dense]),
+            dense_block,
             _l1_chunk(X.dtype),
             half,
             scale,
             out,
         )
-    indptr, rows, values = _dense_to_csc(Y) if columns is None else columns
-    hy = _l1_column_sums(indptr, rows, values, pairs, half, scale, Y.shape[0])
-    _l1_pairs_kernel(X, pairs, indptr, rows, values, half, scale, hy, out)
+    _l1_pairs_kernel(X, pairs, parts["tiles"], tile, rows, values, half, scale, hy, out)
     return out
 
 
@@ -1226,10 +1313,12 @@ def sparse_columns(Y):
         # one entry per coordinate, sorted; on a copy, never the caller's
         csc = Y.tocsc(copy=True)
         csc.sum_duplicates()
-        return csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data
+        return SparseColumns(
+            csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data
+        )
     if np.count_nonzero(Y) >= COLUMN_AGGREGATE_DENSITY * Y.size:
         return None
-    return _dense_to_csc(Y)
+    return SparseColumns(*_dense_to_csc(Y))
 
 
 def separable_grad_h_aggregate_sparse(X, Y, P, kind, gamma, columns=None):
