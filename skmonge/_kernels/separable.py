@@ -864,8 +864,8 @@ _CSC_BUILD_COST = 75.0
 class SparseColumns(tuple):
     """The CSC arrays ``(indptr, rows, values)`` of a cloud (unpacked as a
     3-tuple), with the cloud's parts that the ℓ1 split reuses across chunks
-    of rows (``split_parts``: its dense-feature block and the sums of ``h``
-    over its other features, by cut)."""
+    of rows (``split_parts``: its tile pointers, its dense-feature block by
+    cut, and the sums of ``h`` over its other features by cut and ``h``)."""
 
     def __new__(cls, indptr, rows, values):
         columns = super().__new__(cls, (indptr, rows, values))
@@ -1023,13 +1023,12 @@ def _l1_pass(X, Y, half, scale, out, columns=None):
     tile = min(m, _PAIRS_TILE)
     if "tiles" not in parts:
         parts["tiles"] = _tile_pointers(indptr, rows, m, tile)
-    key = (cut, half, scale)
-    if key not in parts:
-        parts[key] = (
-            np.ascontiguousarray(Y[:, dense]),
-            _l1_column_sums(indptr, rows, values, pairs, half, scale, m),
-        )
-    dense_block, hy = parts[key]
+    if cut not in parts:
+        parts[cut] = np.ascontiguousarray(Y[:, dense])
+    if (cut, half, scale) not in parts:
+        sums = _l1_column_sums(indptr, rows, values, pairs, half, scale, m)
+        parts[cut, half, scale] = sums
+    dense_block, hy = parts[cut], parts[cut, half, scale]
     if dense.size:
         _pairwise_l1_kernel(
             np.ascontiguousarray(X[:, dense]),
