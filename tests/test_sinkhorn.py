@@ -527,13 +527,16 @@ def test_symmetric_sinkhorn_is_the_symmetric_fixed_point(uniform):
         symmetric_sinkhorn(C[:, :5], 0.3)
 
 
+@pytest.mark.parametrize("zero_weight", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_symmetric_sinkhorn_on_near_duplicates_reports_its_own_plan(seed):
+def test_symmetric_sinkhorn_on_near_duplicates_reports_its_own_plan(seed, zero_weight):
     """Leave-one-out self-transport of 50 points, 10 of them near-duplicates
     of others, at ε = their cost: the solve stops on the residual of the
     symmetric plan of the potential it returns, recomputed here
     independently, and meets the tolerance (alternating Sinkhorn's own test
-    on (f, g) does not within 3,000 iterations for seed 1)."""
+    on (f, g) does not within 3,000 iterations for seed 1). With a zero
+    weight the hand-over takes the c-transform steps instead of the
+    absorbed-kernel iteration."""
     from skmonge._self_transport import never_cost
     from skmonge.sinkhorn import symmetric_sinkhorn
 
@@ -544,10 +547,14 @@ def test_symmetric_sinkhorn_on_near_duplicates_reports_its_own_plan(seed):
     C = 0.5 * (D**2).sum(-1) + np.abs(D).sum(-1)
     eps = C[np.arange(10), np.arange(40, 50)].mean()
     np.fill_diagonal(C, never_cost(np.abs(C).max(), eps))
+    a = np.full(50, 1.0)
+    if zero_weight:
+        a[45] = 0.0
+    a /= a.sum()
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        res = symmetric_sinkhorn(C, eps, tol=1e-6, max_iter=3000)
-    row_sums = np.exp((res.f[:, None] + res.f[None, :] - C) / eps).sum(1) / 50**2
-    residual = np.abs(row_sums - 1 / 50).sum()
+        res = symmetric_sinkhorn(C, eps, a, tol=1e-6, max_iter=3000)
+    plan = a[:, None] * a[None, :] * np.exp((res.f[:, None] + res.f[None, :] - C) / eps)
+    residual = np.abs(plan.sum(1) - a)[a > 0].sum()
     assert res.converged and residual <= 1e-6
     np.testing.assert_allclose(res.marginal_error, residual, rtol=1e-6, atol=1e-12)
